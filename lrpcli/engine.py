@@ -1,0 +1,445 @@
+"""The LRP engine: one forward pass over the canonized graph, then one reverse walk.
+
+The forward pass (no autograd) keeps only what each step's rule needs (an affine layer's input
+and output, a sum's operands). The reverse walk applies each step's rule once and records the
+conservation ledger. Programs (traced, canonized graphs with folded weights and cached W⁺) are
+prepared once per model and reused while the model's parameters are unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from .composites import Assignment, Composite, LayerInfo, get_composite
+from .graph import Program, Ref, Step, UnsupportedOpError, build_program
+from .layers import Affine
+from .ledger import Ledger, LedgerEntry
+from .rules import ZBox, divide, psum, stabilize
+
+__all__ = ["Explanation", "Explainer", "explain", "prepare"]
+
+
+@dataclass
+class Explanation:
+    """Result of :func:`explain` for a batch."""
+
+    relevance: Tensor  # like the inputs
+    logits: Tensor  # (N, classes)
+    targets: Tensor  # (N,) explained class per image
+    ledger: Ledger
+
+
+_PROGRAMS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], Program]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(model: torch.nn.Module) -> tuple[Any, ...]:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return tuple((t.data_ptr(), t._version, t.dtype, str(t.device), tuple(t.shape)) for t in tensors)
+
+
+def prepare(model: torch.nn.Module) -> Program:
+    """The canonized program for ``model`` (cached while its parameters and buffers are unchanged)."""
+    fp = _fingerprint(model)
+    hit = _PROGRAMS.get(model)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    program = build_program(model)
+    _resolve_functional_affines(program)
+    _PROGRAMS[model] = (fp, program)
+    return program
+
+
+def _resolve(obj: Any, env: list[Any]) -> Any:
+    if isinstance(obj, Ref):
+        return env[obj.index]
+    if isinstance(obj, tuple):
+        return tuple(_resolve(o, env) for o in obj)
+    if isinstance(obj, list):
+        return [_resolve(o, env) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _resolve(v, env) for k, v in obj.items()}
+    return obj
+
+
+def _const_value(program: Program, ref: Any) -> Any:
+    """Evaluate a constant (input-independent) argument at build time."""
+    if not isinstance(ref, Ref):
+        return ref
+    step = program.steps[ref.index]
+    if step.kind != "const":
+        raise UnsupportedOpError(step.op, step.name, step.module, "weights computed from the input")
+    return step.fn(*[_const_value(program, a) for a in step.args], **{
+        k: _const_value(program, v) for k, v in step.kwargs.items()
+    })
+
+
+def _resolve_functional_affines(program: Program) -> None:
+    """Turn ``F.linear``/``F.conv*`` calls with constant weights into affine steps."""
+    for step in program.steps:
+        if step.kind != "affine_fn":
+            continue
+        names = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
+        bound = dict(zip(names, step.args))
+        bound.update(step.kwargs)
+        weight = _const_value(program, bound["weight"]).detach()
+        bias = _const_value(program, bound.get("bias"))
+        if step.affine_type == "Linear":
+            step.affine = Affine(weight, bias, "linear")
+        else:
+            nd = weight.ndim - 2
+
+            def tup(v: Any, default: int) -> tuple[int, ...]:
+                v = default if v is None else v
+                return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * nd
+
+            padding = bound.get("padding", 0)
+            if isinstance(padding, str):
+                raise UnsupportedOpError(step.op, step.name, step.module, "string padding in functional conv")
+            step.affine = Affine(
+                weight, bias, "conv",
+                stride=tup(bound.get("stride"), 1), padding=tup(padding, 0),
+                dilation=tup(bound.get("dilation"), 1), groups=int(bound.get("groups", 1) or 1),
+            )  # fmt: skip
+        step.kind = "affine"
+        step.args = (bound["input"],)
+        step.kwargs = {}
+        step.fn = lambda x, a=step.affine: a.forward(x, None, a.bias)
+
+
+def _live(step: Step) -> bool:
+    return step.kind not in ("const", "dead", "meta")
+
+
+class Explainer:
+    """A model prepared for one composite: call it on batches."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        composite: "str | Mapping[str, Any] | Composite" = "epsilon_plus_flat",
+        *,
+        ignore_bias: bool = False,
+        **options: Any,
+    ) -> None:
+        self.model = model
+        self.program = prepare(model)
+        self.composite = get_composite(composite, **options)
+        self.ignore_bias = ignore_bias
+        affine = self.program.affine_steps()
+        infos = [
+            LayerInfo(k, s.module or s.name, s.affine.kind, s.affine_type, k == len(affine) - 1)  # type: ignore[union-attr]
+            for k, s in enumerate(affine)
+        ]
+        self.assignments: dict[int, Assignment] = {
+            s.index: a for s, a in zip(affine, self.composite.assign(infos))
+        }
+        steps = self.program.steps
+        self._last_use = [-1] * len(steps)
+        for s in steps:
+            if s.kind == "dead":
+                continue
+            for r in s.refs():
+                self._last_use[r.index] = s.index
+        self._live = [_live(s) for s in steps]
+        self._bounds_cache: dict[Any, tuple[Tensor, Tensor]] = {}
+
+    # -- public -------------------------------------------------------------------------------
+    def __call__(self, inputs: Tensor, target: "int | Sequence[int] | Tensor | None" = None) -> Explanation:
+        """Explain ``inputs`` (a batch) for ``target`` (None: the predicted class)."""
+        if not isinstance(inputs, Tensor) or inputs.ndim < 2:
+            raise ValueError("inputs must be a batched tensor, e.g. shape (N, 3, H, W)")
+        ref = next(iter(self.model.parameters()), None)
+        if ref is not None and ref.device != inputs.device:
+            raise ValueError(
+                f"inputs are on {inputs.device} but the model is on {ref.device}; move one of them first"
+            )
+        with torch.no_grad():
+            x = inputs.detach()
+            logits, saved = self._forward(x)
+            if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+                raise ValueError(f"the model must return logits of shape (N, classes), got {tuple(logits.shape)}")
+            targets = _targets(target, logits)
+            return self._backward(x, logits, targets, saved)
+
+    def rule_table(self) -> list[dict[str, Any]]:
+        """Every step with its rule and why: what `lrp inspect` prints."""
+        rows = []
+        for s in self.program.steps:
+            if s.kind in ("dead", "const", "output"):
+                continue
+            a = self.assignments.get(s.index)
+            rows.append(
+                {
+                    "step": s.name,
+                    "kind": s.kind,
+                    "op": s.op,
+                    "module": s.module,
+                    "rule": a.rule.describe() if a else s.rule_name or s.kind,
+                    "why": a.reason if a else f"{s.kind} node",
+                    "layer": s.affine.describe() if s.affine is not None else "",
+                    "canonization": "; ".join(s.notes),
+                }
+            )
+        return rows
+
+    # -- forward ------------------------------------------------------------------------------
+    def _forward(self, x: Tensor) -> tuple[Tensor, list[Any]]:
+        steps = self.program.steps
+        env: list[Any] = [None] * len(steps)
+        saved: list[Any] = [None] * len(steps)
+        for s in steps:
+            kind = s.kind
+            if kind == "dead":
+                continue
+            if kind == "input":
+                env[s.index] = x
+                continue
+            args = _resolve(s.args, env)
+            kwargs = _resolve(s.kwargs, env) if s.kwargs else {}
+            if kind == "affine":
+                out = s.affine.forward(args[0], None, s.affine.bias)  # type: ignore[union-attr]
+                saved[s.index] = (args[0], out)
+            else:
+                out = s.fn(*args, **kwargs)
+                if kind == "move":
+                    saved[s.index] = (args, kwargs)
+                elif kind in ("pass", "gate"):
+                    saved[s.index] = [a.shape if isinstance(a, Tensor) else None for a in args]
+                elif kind == "norm":
+                    saved[s.index] = (args, kwargs, out)
+            env[s.index] = out
+            for r in s.refs():
+                if self._last_use[r.index] == s.index:
+                    env[r.index] = None
+        return env[self.program.output_index], saved
+
+    # -- backward -----------------------------------------------------------------------------
+    def _backward(self, x: Tensor, logits: Tensor, targets: Tensor, saved: list[Any]) -> Explanation:
+        steps = self.program.steps
+        n = x.shape[0]
+        start = torch.zeros_like(logits)
+        rows = torch.arange(n, device=logits.device)
+        start[rows, targets] = logits[rows, targets]
+        output = logits[rows, targets].to(torch.float64)
+        rel: list[Any] = [None] * len(steps)
+        out_ref = steps[self.program.output_index].args[0]
+        rel[out_ref.index] = start
+        entries: list[LedgerEntry] = []
+        zeros = torch.zeros(n, dtype=torch.float64, device=x.device)
+        for s in reversed(steps):
+            r = rel[s.index]
+            if r is None or s.kind in ("input", "output", "dead", "const"):
+                continue
+            rel[s.index] = None
+            data, saved[s.index] = saved[s.index], None
+            r_out = sum(psum(v) for v in r.values()) if isinstance(r, dict) else psum(r)
+            bias = stab = dropped = zeros
+            rule = s.rule_name
+            if s.kind == "affine":
+                contribs, (bias, stab, dropped), rule = self._affine(s, data, r, x)
+            elif s.kind == "norm":
+                contribs, (bias, stab, dropped) = self._norm(s, data, r)
+            elif s.kind == "move":
+                contribs = self._move(s, data, r)
+            elif s.kind == "select":
+                src, k = s.args[0], s.args[1]
+                bucket = rel[src.index] if isinstance(rel[src.index], dict) else {}
+                bucket[k] = bucket[k] + r if k in bucket else r
+                rel[src.index] = bucket
+                entries.append(LedgerEntry(s.name, s.op, s.module, rule, r_out, r_out, bias, stab, dropped))
+                continue
+            else:  # pass or gate: all relevance to the one signal operand
+                pos = [j for j, a in enumerate(s.args) if j != s.gate_arg and _is_live_ref(a, self._live)]
+                if len(pos) != 1:
+                    raise UnsupportedOpError(s.op, s.name, s.module, "element-wise op with several signal inputs")
+                shape = data[pos[0]]
+                contribs = [(s.args[pos[0]].index, r if r.shape == shape else r.sum_to_size(shape))]
+            r_in = zeros
+            for idx, c in contribs:
+                if c is None:
+                    continue
+                r_in = r_in + psum(c)
+                rel[idx] = c if rel[idx] is None else rel[idx] + c
+            entries.append(LedgerEntry(s.name, s.op, s.module, rule, r_out, r_in, bias, stab, dropped))
+        pixels = rel[self.program.input_index]
+        if pixels is None:
+            pixels = torch.zeros_like(x)
+        entries.reverse()
+        ledger = Ledger(output=output, pixels=psum(pixels), entries=entries)
+        return Explanation(relevance=pixels, logits=logits, targets=targets, ledger=ledger)
+
+    def _affine(self, s: Step, data: Any, r: Tensor, x0: Tensor) -> tuple[list[Any], Any, str]:
+        xin, z = data
+        layer: Affine = s.affine  # type: ignore[assignment]
+        assignment = self.assignments[s.index]
+        bias = None if self.ignore_bias else layer.bias
+        if self.ignore_bias and layer.bias is not None:
+            z = z - layer.bias_view(layer.bias, z.ndim)
+        bounds = None
+        if isinstance(assignment.rule, ZBox):
+            bounds = self._bounds(s, assignment.rule, xin, x0)
+        r_in, absorbed = assignment.rule.propagate(layer, xin, z, r, bias, bounds)
+        return [(s.args[0].index, r_in)], absorbed, assignment.rule.describe()
+
+    def _norm(self, s: Step, data: Any, r: Tensor) -> tuple[list[Any], Any]:
+        args, kwargs, y = data
+        eps = self.composite.norm_stabilizer
+        den = stabilize(y, eps)
+        sig = divide(r, den, eps)
+        leaves: list[tuple[int, Tensor]] = []
+        with torch.enable_grad():
+            a = _substitute(s.args, args, self._live, leaves)
+            k = _substitute(s.kwargs, kwargs, self._live, leaves) if kwargs else {}
+            out = s.fn(*a, **k)
+            grads = torch.autograd.grad(out, [leaf for _, leaf in leaves], sig, allow_unused=True)
+        contribs = [(idx, None if g is None else leaf.detach() * g) for (idx, leaf), g in zip(leaves, grads)]
+        n = r.shape[0]
+        zeros = torch.zeros(n, dtype=torch.float64, device=r.device)
+        bias = zeros
+        if s.op.split(".")[-1] in ("add", "sub", "iadd", "isub"):
+            consts = [j for j in (0, 1) if j < len(args) and not _is_live_ref(s.args[j], self._live)]
+            if consts:
+                zeroed = list(args)
+                for j in consts:
+                    zeroed[j] = 0
+                bias = psum(sig * (y - s.fn(*zeroed, **kwargs)))
+        dropped = psum(torch.where(den == 0, r, torch.zeros_like(r))) if eps == 0 else zeros
+        return contribs, (bias, psum(sig * (den - y)), dropped)
+
+    def _move(self, s: Step, data: Any, r: Any) -> list[Any]:
+        args, kwargs = data
+        leaves: list[tuple[int, Tensor]] = []
+        with torch.enable_grad():
+            a = _substitute(s.args, args, self._live, leaves)
+            k = _substitute(s.kwargs, kwargs, self._live, leaves) if kwargs else {}
+            out = s.fn(*a, **k)
+            if isinstance(r, dict):
+                outs = [out[i] for i in r]
+                grad_out = [r[i] for i in r]
+            else:
+                outs, grad_out = [out], [r]
+            grads = torch.autograd.grad(outs, [leaf for _, leaf in leaves], grad_out, allow_unused=True)
+        return [(idx, g) for (idx, _), g in zip(leaves, grads)]
+
+    def _bounds(self, s: Step, rule: ZBox, xin: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """Box bounds at the input of step ``s`` (pixel-space bounds mapped through what precedes it)."""
+        low, high = rule.low, rule.high
+        if low is None or high is None:
+            warnings.warn(
+                "zbox rule without low/high bounds: using each image's own per-channel min/max; "
+                "pass low=/high= (the normalised values of pixels 0 and 1) for the textbook rule",
+                stacklevel=4,
+            )
+            dims = [d for d in range(x0.ndim) if d not in (0, 1)]
+            lo, hi = x0.amin(dim=dims, keepdim=True), x0.amax(dim=dims, keepdim=True)
+        else:
+            lo, hi = _as_bounds(low, x0), _as_bounds(high, x0)
+        src = s.args[0].index
+        if src == self.program.input_index:
+            return lo, hi
+        key = (src, tuple(x0.shape[1:]), lo.data_ptr(), hi.data_ptr())
+        if lo.shape[0] == 1 and key in self._bounds_cache:
+            return self._bounds_cache[key]
+        mapped = self._map_through_prefix(src, lo, hi, x0)
+        if lo.shape[0] == 1:
+            self._bounds_cache[key] = mapped
+        return mapped
+
+    def _map_through_prefix(self, src: int, lo: Tensor, hi: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
+        steps = self.program.steps
+        needed = {src}
+        for s in reversed(steps[: src + 1]):
+            if s.index in needed:
+                needed.update(r.index for r in s.refs())
+        b = lo.shape[0]
+        batch = torch.cat([lo.expand(b, *x0.shape[1:]), hi.expand(b, *x0.shape[1:])])
+        env: list[Any] = [None] * len(steps)
+        for s in steps[: src + 1]:
+            if s.index not in needed or s.kind == "dead":
+                continue
+            if s.kind == "input":
+                env[s.index] = batch
+                continue
+            if s.kind in ("affine", "gate", "norm") and self._live[s.index]:
+                raise UnsupportedOpError(
+                    "the zbox rule", s.name, s.module,
+                    "z^B needs bounds on its layer input; this layer is not fed by the pixels through "
+                    "monotone steps only — assign zbox to the first layer only",
+                )  # fmt: skip
+            env[s.index] = s.fn(*_resolve(s.args, env), **_resolve(s.kwargs, env))
+        out = env[src]
+        return out[:b], out[b:]
+
+
+def _is_live_ref(obj: Any, live: list[bool]) -> bool:
+    return isinstance(obj, Ref) and live[obj.index]
+
+
+def _substitute(template: Any, values: Any, live: list[bool], leaves: list[tuple[int, Tensor]]) -> Any:
+    """Copy ``values`` with live tensors replaced by fresh autograd leaves (recorded in ``leaves``)."""
+    if isinstance(template, Ref):
+        if live[template.index] and isinstance(values, Tensor):
+            leaf = values.detach().requires_grad_(True)
+            leaves.append((template.index, leaf))
+            return leaf
+        return values
+    if isinstance(template, (tuple, list)):
+        seq = [_substitute(t, v, live, leaves) for t, v in zip(template, values)]
+        return tuple(seq) if isinstance(template, tuple) else seq
+    if isinstance(template, dict):
+        return {k: _substitute(template[k], values[k], live, leaves) for k in template}
+    return values
+
+
+def _as_bounds(v: Any, x: Tensor) -> Tensor:
+    t = torch.as_tensor(v, dtype=x.dtype, device=x.device)
+    if t.ndim == 0:
+        return t.view(1, *([1] * (x.ndim - 1)))
+    if t.ndim == 1:
+        if t.shape[0] != x.shape[1]:
+            raise ValueError(f"box bounds have {t.shape[0]} values but the input has {x.shape[1]} channels")
+        return t.view(1, -1, *([1] * (x.ndim - 2)))
+    if t.ndim != x.ndim:
+        raise ValueError(f"box bounds of shape {tuple(t.shape)} do not broadcast to inputs {tuple(x.shape)}")
+    return t
+
+
+def _targets(target: Any, logits: Tensor) -> Tensor:
+    n, c = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    t = torch.as_tensor(target, device=logits.device).long()
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"target must be None, an int, or {n} ints; got shape {tuple(t.shape)}")
+    if bool(((t < 0) | (t >= c)).any()):
+        raise ValueError(f"target class out of range 0..{c - 1}: {t.tolist()}")
+    return t
+
+
+def explain(
+    model: torch.nn.Module,
+    inputs: Tensor,
+    composite: "str | Mapping[str, Any] | Composite" = "epsilon_plus_flat",
+    target: "int | Sequence[int] | Tensor | None" = None,
+    *,
+    ignore_bias: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Explain ``model``'s logit for ``target`` on ``inputs`` with LRP.
+
+    ``composite`` is a preset name (see :data:`lrpcli.composites.PRESETS`) or a selector mapping;
+    ``options`` set rule parameters (``epsilon``, ``gamma``, ``stabilizer``, ``low``, ``high``);
+    ``ignore_bias`` drops biases from the propagation (bias-free LRP-0/ε then conserve exactly).
+    The model is not modified: no hooks, same parameters, same train/eval mode.
+    """
+    return Explainer(model, composite, ignore_bias=ignore_bias, **options)(inputs, target)

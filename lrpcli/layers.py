@@ -1,0 +1,179 @@
+"""Affine layers as the engine sees them: a forward and a transposed pass for any weight.
+
+A convolution or dense layer, after canonization, is an :class:`Affine`: weights and bias
+(BatchNorm possibly folded in) plus the geometry of the operation and an optional constant
+zero padding that preceded it in the model. Rules call :meth:`Affine.forward` with modified
+weights or inputs and :meth:`Affine.transpose` to send a signal back (``Wᵀ s``) — one
+``convolution_backward`` call, never a re-run of the forward under autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Kind = Literal["conv", "linear"]
+
+
+class Affine:
+    """``z = pad(x) * W + b`` for a convolution (1-3 spatial dims) or ``z = x Wᵀ + b`` for a dense layer."""
+
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        kind: Kind,
+        *,
+        stride: tuple[int, ...] = (),
+        padding: tuple[int, ...] = (),
+        dilation: tuple[int, ...] = (),
+        groups: int = 1,
+        pre_pad: tuple[int, ...] | None = None,
+    ) -> None:
+        self.weight = weight.detach()
+        self.bias = None if bias is None else bias.detach()
+        self.kind = kind
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.pre_pad = pre_pad
+        self._cache: dict[object, Tensor] = {}
+
+    # -- derived weights, computed once per prepared model ------------------------------------
+    def cached(self, key: object, make: Callable[[], Tensor]) -> Tensor:
+        """Return ``make()`` computed once for ``key`` (weights are frozen while prepared)."""
+        value = self._cache.get(key)
+        if value is None:
+            value = make()
+            self._cache[key] = value
+        return value
+
+    @property
+    def weight_pos(self) -> Tensor:
+        """W⁺ = max(W, 0)."""
+        return self.cached("w+", lambda: self.weight.clamp(min=0))
+
+    def bias_or_zero(self) -> Tensor:
+        """The bias, or zeros when the layer has none."""
+        if self.bias is not None:
+            return self.bias
+        return self.cached("b0", lambda: self.weight.new_zeros(self.weight.shape[0]))
+
+    def bias_view(self, bias: Tensor, ndim: int) -> Tensor:
+        """``bias`` shaped to broadcast against an output with ``ndim`` dimensions."""
+        if self.kind == "linear":
+            return bias
+        return bias.view(1, -1, *([1] * (ndim - 2)))
+
+    # -- passes --------------------------------------------------------------------------------
+    def forward(self, x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+        """The layer's operation with the given weight (default: its own) and bias (default: none)."""
+        w = self.weight if weight is None else weight
+        if self.kind == "linear":
+            return F.linear(x, w, bias)
+        if self.pre_pad is not None:
+            x = F.pad(x, self.pre_pad)
+        return torch.ops.aten.convolution(
+            x, w, bias, self.stride, self.padding, self.dilation, False, [0] * len(self.stride), self.groups
+        )
+
+    def transpose(self, signal: Tensor, input_shape: torch.Size, weight: Tensor | None = None) -> Tensor:
+        """``Wᵀ signal``: the adjoint of :meth:`forward` (without bias), shaped like the layer input."""
+        w = self.weight if weight is None else weight
+        if self.kind == "linear":
+            return signal.matmul(w)
+        shape = list(input_shape)
+        if self.pre_pad is not None:
+            pads = self.pre_pad
+            for i in range(len(pads) // 2):
+                shape[-1 - i] += pads[2 * i] + pads[2 * i + 1]
+        placeholder = signal.new_empty(1).expand(shape)
+        grad = torch.ops.aten.convolution_backward(
+            signal,
+            placeholder,
+            w,
+            None,
+            self.stride,
+            self.padding,
+            self.dilation,
+            False,
+            [0] * len(self.stride),
+            self.groups,
+            (True, False, False),
+        )[0]
+        if self.pre_pad is not None:
+            grad = F.pad(grad, [-p for p in self.pre_pad])
+        return grad
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``conv 3→64 k3 s1``."""
+        w = self.weight
+        if self.kind == "linear":
+            return f"linear {w.shape[1]}→{w.shape[0]}"
+        k = "x".join(str(s) for s in w.shape[2:])
+        return f"conv {w.shape[1] * self.groups}→{w.shape[0]} k{k} s{max(self.stride)} g{self.groups}"
+
+
+def from_module(module: torch.nn.Module) -> Affine:
+    """Build an :class:`Affine` from an ``nn.Linear`` or ``nn.Conv1d/2d/3d``."""
+    if isinstance(module, torch.nn.Linear):
+        return Affine(module.weight, module.bias, "linear")
+    if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+        nd = module.weight.ndim - 2
+        pre_pad: tuple[int, ...] | None = None
+        padding = module.padding
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = (0,) * nd
+            else:  # "same": total padding d*(k-1) per dim, extra pixel at the end like PyTorch
+                pads: list[int] = []
+                for d, k in zip(reversed(module.dilation), reversed(module.kernel_size)):
+                    total = d * (k - 1)
+                    pads += [total // 2, total - total // 2]
+                pre_pad, padding = tuple(pads), (0,) * nd
+        if module.padding_mode != "zeros":
+            raise NotImplementedError(
+                f"convolution with padding_mode={module.padding_mode!r} is not supported; "
+                "use padding_mode='zeros' or an explicit padding module"
+            )
+        return Affine(
+            module.weight,
+            module.bias,
+            "conv",
+            stride=tuple(module.stride),
+            padding=tuple(padding),
+            dilation=tuple(module.dilation),
+            groups=module.groups,
+            pre_pad=pre_pad,
+        )
+    raise TypeError(f"not an affine layer: {type(module).__name__}")
+
+
+def fold_batchnorm(layer: Affine, bn: torch.nn.modules.batchnorm._BatchNorm) -> Affine:
+    """Fold an eval-mode BatchNorm that follows ``layer`` into new weights and bias."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("BatchNorm without running statistics cannot be folded")
+    # (b - μ)·γ/√(σ²+ε) + β, in this order of operations (the one Zennit uses, so that the
+    # folded weights agree bit for bit)
+    scale = 1.0 / (bn.running_var.detach() + bn.eps) ** 0.5
+    if bn.weight is not None:
+        scale = bn.weight.detach() / (bn.running_var.detach() + bn.eps) ** 0.5
+    shape = (-1,) + (1,) * (layer.weight.ndim - 1)
+    weight = layer.weight * scale.view(shape)
+    bias = (layer.bias_or_zero() - bn.running_mean.detach()) * scale
+    if bn.bias is not None:
+        bias = bias + bn.bias.detach()
+    return Affine(
+        weight,
+        bias,
+        layer.kind,
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        pre_pad=layer.pre_pad,
+    )

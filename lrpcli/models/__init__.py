@@ -1,0 +1,29 @@
+"""Models bundled with lrpcli and their ImageNet metadata."""
+
+from lrpcli.models.efficientnet_lite import (
+    WEIGHTS_SOURCE,
+    EfficientNetLite,
+    convert_reference_state_dict,
+    efficientnet_lite0,
+    lite0_state_dict,
+    lite0_weights_path,
+)
+from lrpcli.models.imagenet import (
+    EFFICIENTNET_LITE_PREPROCESS,
+    IMAGENET_PREPROCESS,
+    Preprocess,
+    imagenet_categories,
+)
+
+__all__ = [
+    "EFFICIENTNET_LITE_PREPROCESS",
+    "IMAGENET_PREPROCESS",
+    "WEIGHTS_SOURCE",
+    "EfficientNetLite",
+    "Preprocess",
+    "convert_reference_state_dict",
+    "efficientnet_lite0",
+    "imagenet_categories",
+    "lite0_state_dict",
+    "lite0_weights_path",
+]

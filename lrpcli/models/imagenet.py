@@ -1,0 +1,55 @@
+"""ImageNet-1k class names and the input preprocessing our models expect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "EFFICIENTNET_LITE_PREPROCESS",
+    "IMAGENET_PREPROCESS",
+    "Preprocess",
+    "imagenet_categories",
+]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``,
+    scale to [0, 1], then normalise each RGB channel as ``(x - mean) / std``."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+EFFICIENTNET_LITE_PREPROCESS = Preprocess(
+    resize=256,
+    crop=224,
+    mean=(0.498, 0.498, 0.498),  # 127 / 255
+    std=(0.502, 0.502, 0.502),  # 128 / 255
+)
+"""Preprocessing for EfficientNet-Lite0 (TF-Lite style ``(x - 127) / 128`` on 0..255)."""
+
+IMAGENET_PREPROCESS = Preprocess(
+    resize=256,
+    crop=224,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+)
+"""Standard preprocessing for torchvision ImageNet classifiers."""
+
+
+@lru_cache(maxsize=1)
+def _categories() -> tuple[str, ...]:
+    # The class names ship inside torchvision's weight metadata; reading
+    # them downloads nothing.
+    from torchvision.models import ResNet50_Weights
+
+    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet-1k class names in class-index order (a fresh list)."""
+    return list(_categories())

@@ -1,0 +1,301 @@
+"""Turn relevance maps into pictures and write outputs atomically.
+
+Colour convention: relevance is divided by a symmetric scale ``vmax`` and clipped
+to [-1, 1], then mapped to [0, 1] so that zero relevance lands on the colour map's
+centre. With the diverging maps ``bwr`` and ``seismic`` positive relevance is red,
+negative is blue and zero is white.
+
+Besides every matplotlib colour map this module provides ``bwr_black``: blue for
+negative, black for zero, red for positive relevance (a dark-centred map that
+suits heatmaps shown on their own on dark backgrounds; overlays fade to the
+image anyway because their opacity grows with ``|R|``).
+
+Only matplotlib's colour-map objects are used (no pyplot, no backend).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.colors import Colormap, LinearSegmentedColormap
+from PIL import Image
+
+__all__ = [
+    "CUSTOM_CMAPS",
+    "RECOMMENDED_CMAPS",
+    "Scale",
+    "atomic_write",
+    "available_cmaps",
+    "get_cmap",
+    "heatmap_rgb",
+    "overlay_rgb",
+    "relevance_map",
+    "symmetric_scale",
+    "write_npy",
+    "write_png",
+]
+
+CUSTOM_CMAPS: dict[str, Colormap] = {
+    "bwr_black": LinearSegmentedColormap.from_list(
+        "bwr_black", [(0.0, 0.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0, 0.0)], N=257
+    ),
+}
+"""Colour maps defined here (not registered in matplotlib's global registry)."""
+CUSTOM_CMAPS["bwr_black_r"] = CUSTOM_CMAPS["bwr_black"].reversed()
+
+RECOMMENDED_CMAPS: tuple[str, ...] = ("bwr", "seismic", "coolwarm", "RdBu_r", "bwr_black")
+"""Diverging maps that show the sign of relevance well (red = positive)."""
+
+_LUT_SIZE = 257  # odd, so that the exact centre of the map (zero relevance) is an entry
+
+
+def available_cmaps() -> list[str]:
+    """All accepted colour-map names: ours plus every matplotlib colour map, sorted."""
+    return sorted(set(CUSTOM_CMAPS) | set(matplotlib.colormaps))
+
+
+def get_cmap(name: str) -> Colormap:
+    """Look up a colour map by name; unknown names raise ``ValueError`` listing choices."""
+    if name in CUSTOM_CMAPS:
+        return CUSTOM_CMAPS[name]
+    if name in matplotlib.colormaps:
+        return matplotlib.colormaps[name]
+    close = difflib.get_close_matches(name, available_cmaps(), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"unknown colour map {name!r}.{hint} Valid choices: {', '.join(RECOMMENDED_CMAPS)} "
+        f"(recommended), or any of: {', '.join(available_cmaps())}"
+    )
+
+
+@lru_cache(maxsize=32)
+def _lut(name: str) -> np.ndarray:
+    """(257, 3) uint8 colour table sampled evenly over the map, centre entry at 0.5."""
+    cmap = get_cmap(name)
+    if isinstance(cmap, LinearSegmentedColormap) and cmap.N != _LUT_SIZE:
+        cmap = cmap.resampled(_LUT_SIZE)
+    rgba = np.asarray(cmap(np.linspace(0.0, 1.0, _LUT_SIZE)), dtype=np.float64)
+    table = np.clip(np.rint(rgba[:, :3] * 255.0), 0, 255).astype(np.uint8)
+    table.flags.writeable = False  # shared through the cache
+    return table
+
+
+# --------------------------------------------------------------------------- maps & scales
+
+
+def relevance_map(relevance: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Collapse relevance to one value per pixel.
+
+    Accepts ``(C, H, W)`` (summed over channels), ``(H, W)``, or ``(1, C, H, W)``
+    (a batch of one); returns a float32 ``(H, W)`` array.
+    """
+    if isinstance(relevance, torch.Tensor):
+        array = relevance.detach().to("cpu", torch.float32).numpy()
+    else:
+        array = np.asarray(relevance, dtype=np.float32)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3:
+        array = array.sum(axis=0, dtype=np.float32)
+    elif array.ndim != 2:
+        raise ValueError(
+            f"relevance must be shaped (C, H, W), (H, W) or (1, C, H, W), got {tuple(array.shape)}"
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+@dataclass
+class Scale:
+    """Symmetric colour scale: relevance ``vmax`` maps to full red, ``-vmax`` to full blue.
+
+    ``method`` describes how ``vmax`` was chosen (for logs and reports).
+    """
+
+    vmax: float
+    method: str
+
+
+def symmetric_scale(rmap: np.ndarray, percentile: float | None = None) -> Scale:
+    """Choose ``vmax`` for ``rmap``: the maximum of ``|R|``, or its ``percentile``-th percentile.
+
+    Non-finite values are ignored. If the percentile is 0 but the map is not
+    (a sparse map), the maximum is used instead. An all-zero map gives ``vmax = 0``,
+    which the renderers draw as neutral (the colour map's centre).
+    """
+    values = np.abs(np.asarray(rmap, dtype=np.float64))
+    values = values[np.isfinite(values)]
+    peak = float(values.max()) if values.size else 0.0
+    if percentile is None:
+        return Scale(vmax=peak, method="max |R|")
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}; e.g. 99.5")
+    vmax = float(np.percentile(values, percentile)) if values.size else 0.0
+    if vmax == 0.0 and peak > 0.0:
+        return Scale(vmax=peak, method=f"max |R| (the {percentile:g}th percentile of |R| is 0)")
+    return Scale(vmax=vmax, method=f"{percentile:g}th percentile of |R|")
+
+
+def _normalised(rmap: np.ndarray, scale: Scale | None) -> np.ndarray:
+    """``rmap / vmax`` clipped to [-1, 1] (float64); zeros if ``vmax`` is 0; NaN -> 0."""
+    array = np.asarray(rmap, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(
+            f"relevance map must be 2-D (H, W), got {array.shape}; see relevance_map()"
+        )
+    if scale is None:
+        scale = symmetric_scale(array)
+    vmax = float(scale.vmax)
+    if not np.isfinite(vmax) or vmax <= 0.0:
+        return np.zeros_like(array)
+    array = np.nan_to_num(array, nan=0.0, posinf=vmax, neginf=-vmax)
+    return np.clip(array / vmax, -1.0, 1.0)
+
+
+def _colours(normalised: np.ndarray, cmap: str) -> np.ndarray:
+    lut = _lut(cmap)
+    index = np.rint((normalised + 1.0) * 0.5 * (_LUT_SIZE - 1)).astype(np.intp)
+    return lut[index]
+
+
+def heatmap_rgb(rmap: np.ndarray, *, cmap: str = "bwr", scale: Scale | None = None) -> np.ndarray:
+    """Colour a ``(H, W)`` relevance map; returns ``uint8`` ``(H, W, 3)``.
+
+    ``scale`` defaults to :func:`symmetric_scale` (max ``|R|``). Zero relevance is
+    the colour map's centre (white for ``bwr``, black for ``bwr_black``).
+    """
+    return _colours(_normalised(rmap, scale), cmap)
+
+
+def _resize_map(rmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) resize of a float map to (height, width)."""
+    image = Image.fromarray(np.ascontiguousarray(rmap, dtype=np.float32))
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float64)
+
+
+def _as_rgb_image(image: np.ndarray) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0..255), got {array.dtype}")
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"image must be shaped (H, W, 3) RGB, got {array.shape}")
+    return array
+
+
+def overlay_rgb(
+    image: np.ndarray,
+    rmap: np.ndarray,
+    *,
+    cmap: str = "bwr",
+    scale: Scale | None = None,
+    max_alpha: float = 0.8,
+) -> np.ndarray:
+    """Blend the heatmap over a greyscale copy of ``image`` (``uint8`` ``(H, W, 3)``).
+
+    Per-pixel opacity is ``max_alpha * |R| / vmax`` (clipped), so pixels with zero
+    relevance show the grey image unchanged (grey = Pillow's ``"L"`` conversion).
+    ``scale`` defaults to max ``|R|`` of ``rmap``; a map of another size is resized
+    bilinearly to the image. Returns ``uint8`` ``(H, W, 3)``.
+    """
+    if not 0.0 <= max_alpha <= 1.0:
+        raise ValueError(f"max_alpha must be between 0 and 1, got {max_alpha}")
+    rgb = _as_rgb_image(image)
+    rmap = np.asarray(rmap, dtype=np.float64)
+    if rmap.ndim != 2:
+        raise ValueError(f"relevance map must be 2-D (H, W), got {rmap.shape}; see relevance_map()")
+    if scale is None:
+        scale = symmetric_scale(rmap)
+    height, width = rgb.shape[:2]
+    if rmap.shape != (height, width):
+        rmap = _resize_map(rmap, height, width)
+    normalised = _normalised(rmap, scale)
+    colours = _colours(normalised, cmap).astype(np.float64)
+    grey = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"), dtype=np.float64)
+    alpha = (max_alpha * np.abs(normalised))[..., None]
+    blended = (1.0 - alpha) * grey[..., None] + alpha * colours
+    result: np.ndarray = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return result
+
+
+# --------------------------------------------------------------------------- atomic output
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file atomically: ``write`` fills a temporary file in the same folder,
+    which is flushed, fsynced and renamed over ``path`` with ``os.replace``.
+
+    Parent folders are created. On any error the temporary file is removed and
+    ``path`` is left as it was, so readers never see a partial file.
+    """
+    path = Path(path)
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+            )
+        except FileExistsError:
+            continue
+        break
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Best effort: persist the rename itself (not possible on every OS)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Atomically write a ``uint8`` image as PNG.
+
+    ``rgb`` is ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W)`` greyscale.
+    """
+    array = np.asarray(rgb)
+    if array.dtype != np.uint8:
+        raise ValueError(f"PNG data must be uint8, got {array.dtype}; convert with heatmap_rgb()")
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ValueError(
+            f"PNG data must be shaped (H, W), (H, W, 3) or (H, W, 4), got {array.shape}"
+        )
+    image = Image.fromarray(np.ascontiguousarray(array))
+    atomic_write(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """Atomically write ``array`` in NumPy ``.npy`` format to exactly ``path`` (no pickles)."""
+    data = np.asarray(array)
+    atomic_write(path, lambda handle: np.save(handle, data, allow_pickle=False))

@@ -1,0 +1,417 @@
+"""LRP rules, each a small class named after the literature.
+
+An affine rule turns the relevance ``R`` at a layer's output into relevance at its input and
+says, per image, how much it absorbed and by what (bias, stabiliser, dropped). The general
+form (Bach et al. 2015; Montavon et al. 2019) with a weight transform ρ is::
+
+    z'_k = Σ_i a_i ρ(w_ik) + ρ(b_k)      s_k = R_k / stab(z'_k)      R_i = a_i Σ_k ρ(w_ik) s_k
+
+Each rule below computes exactly what Zennit 0.5 computes for the same name, but with the
+fewest passes: the forward output ``z`` is reused, ``W⁻ = W - W⁺`` is never given its own pass
+when the input is non-negative, and constant terms (flat, w², box bounds) are cached.
+
+Rules for non-affine nodes (:class:`Pass`, :class:`Norm`, :class:`WinnerTakesAll`,
+:class:`Gate`) are named here too; the engine applies them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .layers import Affine
+
+
+class Absorbed(NamedTuple):
+    """Relevance a layer absorbed, per image (float64, shape ``(N,)``)."""
+
+    bias: Tensor
+    stabilizer: Tensor
+    dropped: Tensor
+
+
+def psum(t: Tensor) -> Tensor:
+    """Per-image sum in float64."""
+    return t.reshape(t.shape[0], -1).sum(1, dtype=torch.float64)
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """``z + ε·sign(z)`` with ``sign(0) = +1``."""
+    if epsilon == 0.0:
+        return z
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
+
+
+def divide(r: Tensor, den: Tensor, epsilon: float) -> Tensor:
+    """``r / den``; where ``den`` is exactly zero (only possible with ε = 0) the result is 0."""
+    if epsilon == 0.0:
+        return torch.where(den == 0, torch.zeros_like(r), r / torch.where(den == 0, torch.ones_like(den), den))
+    return r / den
+
+
+def _zeros(n: int, device: torch.device) -> Tensor:
+    return torch.zeros(n, dtype=torch.float64, device=device)
+
+
+def _bias_part(layer: Affine, s: Tensor, bias: Tensor | None) -> Tensor:
+    if bias is None:
+        return _zeros(s.shape[0], s.device)
+    return psum(s * layer.bias_view(bias, s.ndim))
+
+
+def _dropped(r: Tensor, den: Tensor, epsilon: float) -> Tensor:
+    if epsilon != 0.0:
+        return _zeros(r.shape[0], r.device)
+    return psum(torch.where(den == 0, r, torch.zeros_like(r)))
+
+
+class Rule(ABC):
+    """Base of all rules: a registry name and its parameters."""
+
+    name: ClassVar[str]
+    #: rules that do not multiply by the layer input (flat, w²) ignore its values
+    uses_input: ClassVar[bool] = True
+
+    def params(self) -> dict[str, Any]:
+        """The rule's parameters, for reports."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def describe(self) -> str:
+        """``name(p=v, ...)``."""
+        p = ", ".join(f"{k}={v}" for k, v in self.params().items())
+        return f"{self.name}({p})" if p else self.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.params() == other.params()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(sorted(self.params().items(), key=lambda kv: kv[0]))))
+
+
+class AffineRule(Rule):
+    """A rule for convolutions and dense layers."""
+
+    @abstractmethod
+    def propagate(
+        self,
+        layer: Affine,
+        x: Tensor,
+        z: Tensor,
+        relevance: Tensor,
+        bias: Tensor | None,
+        bounds: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Absorbed]:
+        """Relevance at the input of ``layer``.
+
+        ``x`` is the layer input, ``z`` its output computed with ``bias`` (``None`` when biases
+        are ignored, and then ``z`` has none), ``bounds`` the box bounds at the layer input.
+        """
+
+
+def _positive_part(layer: Affine, x: Tensor, bias: Tensor | None, nonneg: bool) -> Tensor:
+    """``p = x⁺W⁺ + x⁻W⁻ + b⁺``: the sum of positive contributions."""
+    bp = None if bias is None else bias.clamp(min=0)
+    wp = layer.weight_pos
+    if nonneg:
+        return layer.forward(x, wp, bp)
+    wn = layer.cached("w-", lambda: layer.weight - wp)
+    return layer.forward(x.clamp(min=0), wp, bp) + layer.forward(x.clamp(max=0), wn)
+
+
+def _nonneg(x: Tensor) -> bool:
+    return not bool((x < 0).any())
+
+
+class Epsilon(AffineRule):
+    """ε-rule (Bach et al. 2015): ``s = R / (z + ε·sign(z))``, ``R_i = x_i (Wᵀ s)_i``."""
+
+    name = "epsilon"
+
+    def __init__(self, epsilon: float = 1e-6) -> None:
+        if epsilon < 0:
+            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+        self.epsilon = float(epsilon)
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+        den = stabilize(z, self.epsilon)
+        s = divide(relevance, den, self.epsilon)
+        r_in = x * layer.transpose(s, x.shape)
+        return r_in, Absorbed(
+            _bias_part(layer, s, bias), psum(s * (den - z)), _dropped(relevance, den, self.epsilon)
+        )
+
+
+class LRP0(Epsilon):
+    """LRP-0 (Bach et al. 2015): the ε-rule with ε = 0; relevance at exact zeros is dropped."""
+
+    name = "lrp0"
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+
+class ZPlus(AffineRule):
+    """z⁺-rule (Montavon et al. 2017): only positive contributions ``x⁺W⁺ + x⁻W⁻ + b⁺`` count."""
+
+    name = "zplus"
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        self.stabilizer = float(stabilizer)
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+        nonneg = _nonneg(x)
+        p = _positive_part(layer, x, bias, nonneg)
+        den = stabilize(p, self.stabilizer)
+        s = divide(relevance, den, self.stabilizer)
+        wp = layer.weight_pos
+        if nonneg:
+            r_in = x * layer.transpose(s, x.shape, wp)
+        else:
+            wn = layer.cached("w-", lambda: layer.weight - wp)
+            r_in = x.clamp(min=0) * layer.transpose(s, x.shape, wp) + x.clamp(max=0) * layer.transpose(
+                s, x.shape, wn
+            )
+        bp = None if bias is None else bias.clamp(min=0)
+        return r_in, Absorbed(
+            _bias_part(layer, s, bp), psum(s * (den - p)), _dropped(relevance, den, self.stabilizer)
+        )
+
+
+class AlphaBeta(AffineRule):
+    """αβ-rule (Bach et al. 2015): ``α·(positive share) − β·(negative share)``, α − β = 1."""
+
+    name = "alpha_beta"
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
+        if abs((alpha - beta) - 1.0) > 1e-12:
+            raise ValueError(
+                f"alpha - beta must equal 1 for relevance to be conserved, got alpha={alpha}, beta={beta}; "
+                f"try alpha={beta + 1:g}, beta={beta:g}"
+            )
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.stabilizer = float(stabilizer)
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+        a, b, eps = self.alpha, self.beta, self.stabilizer
+        nonneg = _nonneg(x)
+        p = _positive_part(layer, x, bias, nonneg)
+        n = z - p
+        den_p, den_n = stabilize(p, eps), stabilize(n, eps)
+        s_p, s_n = divide(relevance, den_p, eps), divide(relevance, den_n, eps)
+        wp = layer.weight_pos
+        mixed = layer.transpose(a * s_p + b * s_n, x.shape, wp)
+        if nonneg:
+            r_in = x * (mixed - b * layer.transpose(s_n, x.shape))
+        else:
+            r_in = x.clamp(min=0) * (mixed - b * layer.transpose(s_n, x.shape)) + x.clamp(max=0) * (
+                a * layer.transpose(s_p, x.shape) - mixed
+            )
+        if bias is None:
+            bias_part = _zeros(z.shape[0], z.device)
+        else:
+            bias_part = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
+        stab = a * psum(s_p * (den_p - p)) - b * psum(s_n * (den_n - n))
+        dropped = a * _dropped(relevance, den_p, eps) - b * _dropped(relevance, den_n, eps)
+        return r_in, Absorbed(bias_part, stab, dropped)
+
+
+class Gamma(AffineRule):
+    """Generalised γ-rule (Montavon et al. 2019; Andéol et al. 2021), as in Zennit ≥ 0.5.
+
+    Positive outputs are explained with ``W + γW⁺`` for positive inputs (``W + γW⁻`` for
+    negative ones), negative outputs with the roles swapped; outputs exactly zero pass nothing.
+    """
+
+    name = "gamma"
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6) -> None:
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        self.stabilizer = float(stabilizer)
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+        g, eps = self.gamma, self.stabilizer
+        nonneg = _nonneg(x)
+        p = _positive_part(layer, x, bias, nonneg)
+        z_pos = z + g * p
+        z_neg = z + g * (z - p)
+        den_pos, den_neg = stabilize(z_pos, eps), stabilize(z_neg, eps)
+        zero = torch.zeros_like(relevance)
+        s_pos = torch.where(z > 0, divide(relevance, den_pos, eps), zero)
+        s_neg = torch.where(z < 0, divide(relevance, den_neg, eps), zero)
+        wp = layer.weight_pos
+        diff = layer.transpose(s_pos - s_neg, x.shape, wp)
+        if nonneg:
+            r_in = x * (layer.transpose(s_pos + (1 + g) * s_neg, x.shape) + g * diff)
+        else:
+            r_in = x.clamp(min=0) * (layer.transpose(s_pos + (1 + g) * s_neg, x.shape) + g * diff) + x.clamp(
+                max=0
+            ) * (layer.transpose((1 + g) * s_pos + s_neg, x.shape) - g * diff)
+        if bias is None:
+            bias_part = _zeros(z.shape[0], z.device)
+        else:
+            bias_part = _bias_part(layer, s_pos, bias + g * bias.clamp(min=0)) + _bias_part(
+                layer, s_neg, bias + g * bias.clamp(max=0)
+            )
+        stab = psum(s_pos * (den_pos - z_pos)) + psum(s_neg * (den_neg - z_neg))
+        lost = (z == 0) | ((z > 0) & (den_pos == 0)) | ((z < 0) & (den_neg == 0))
+        dropped = psum(torch.where(lost, relevance, zero))
+        return r_in, Absorbed(bias_part, stab, dropped)
+
+
+class ZBox(AffineRule):
+    """z^B-rule (Montavon et al. 2017) for bounded inputs ``low ≤ x ≤ high`` (first layer).
+
+    ``z = xW − lW⁺ − hW⁻`` (biases cancel); ``R_i = x_i c_i − l_i c⁺_i − h_i c⁻_i``.
+    """
+
+    name = "zbox"
+
+    def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6) -> None:
+        self.low = low
+        self.high = high
+        self.stabilizer = float(stabilizer)
+
+    def params(self) -> dict[str, Any]:
+        def show(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return [round(float(t), 6) for t in v.flatten()]
+            return v
+
+        return {"low": show(self.low), "high": show(self.high), "stabilizer": self.stabilizer}
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+        if bounds is None:
+            raise ValueError("the zbox rule needs input bounds (options low= and high=)")
+        low, high = bounds
+        wp = layer.weight_pos
+        key = ("zbox", x.shape[1:], low.data_ptr(), high.data_ptr())
+
+        def offset() -> Tensor:
+            wn = layer.cached("w-", lambda: layer.weight - wp)
+            lo = low.expand(low.shape[0], *x.shape[1:])
+            hi = high.expand(high.shape[0], *x.shape[1:])
+            return layer.forward(lo, wp) + layer.forward(hi, wn)
+
+        xw = z if bias is None else z - layer.bias_view(bias, z.ndim)
+        zb = xw - (layer.cached(key, offset) if low.shape[0] == 1 and high.shape[0] == 1 else offset())
+        den = stabilize(zb, self.stabilizer)
+        s = divide(relevance, den, self.stabilizer)
+        r_in = (x - high) * layer.transpose(s, x.shape) + (high - low) * layer.transpose(s, x.shape, wp)
+        n = z.shape[0]
+        return r_in, Absorbed(
+            _zeros(n, z.device), psum(s * (den - zb)), _dropped(relevance, den, self.stabilizer)
+        )
+
+
+class _UnitInput(AffineRule):
+    """Rules that spread relevance with a modified weight and unit inputs (flat, w²)."""
+
+    uses_input = False
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        self.stabilizer = float(stabilizer)
+
+    @abstractmethod
+    def _weights(self, layer: Affine, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The modified weight and bias."""
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+        w, b = self._weights(layer, bias)
+        key = (self.name, x.shape[1:], b is not None)
+        zu = layer.cached(key, lambda: layer.forward(x.new_ones(1, *x.shape[1:]), w, b))
+        den = stabilize(zu, self.stabilizer)
+        s = divide(relevance, den, self.stabilizer)
+        r_in = layer.transpose(s, x.shape, w).expand(x.shape)
+        return r_in, Absorbed(
+            _bias_part(layer, s, b), psum(s * (den - zu)), _dropped(relevance, den.expand_as(s), self.stabilizer)
+        )
+
+
+class Flat(_UnitInput):
+    """Flat rule (Lapuschkin et al. 2019): unit weights and inputs, no bias: a uniform spread."""
+
+    name = "flat"
+
+    def _weights(self, layer, bias):  # type: ignore[override]
+        return layer.cached("ones", lambda: torch.ones_like(layer.weight)), None
+
+
+class WSquare(_UnitInput):
+    """w²-rule (Montavon et al. 2017): weights ``w²`` (bias ``b²``), unit inputs."""
+
+    name = "wsquare"
+
+    def _weights(self, layer, bias):  # type: ignore[override]
+        w2 = layer.cached("w2", lambda: layer.weight**2)
+        return w2, None if bias is None else bias**2
+
+
+class Pass(Rule):
+    """Element-wise layers (activations, dropout, BatchNorm that could not be folded): R passes unchanged."""
+
+    name = "pass"
+
+
+class Norm(Rule):
+    """Sum rule for parameter-free linear nodes (additions, average pooling, means).
+
+    Relevance is split in proportion to each input's contribution, ``R_i = x_i (Jᵀ R/stab(y))_i``;
+    a constant operand (an added scalar) acts as a bias.
+    """
+
+    name = "norm"
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        self.stabilizer = float(stabilizer)
+
+
+class WinnerTakesAll(Rule):
+    """Max pooling: each output's relevance goes to the input that won the max."""
+
+    name = "winner_takes_all"
+
+
+class Gate(Rule):
+    """Product of a signal and a gate (``x * sigmoid(s)``): all relevance goes to the signal."""
+
+    name = "gate"
+
+
+RULES: dict[str, type[Rule]] = {
+    cls.name: cls
+    for cls in (LRP0, Epsilon, Gamma, ZPlus, AlphaBeta, ZBox, Flat, WSquare, Pass, Norm, WinnerTakesAll, Gate)
+}
+#: names a composite may assign to a convolution or dense layer
+AFFINE_RULES: dict[str, type[AffineRule]] = {
+    name: cls for name, cls in RULES.items() if issubclass(cls, AffineRule)  # type: ignore[misc]
+}
+
+
+def make_rule(name: str, **params: Any) -> AffineRule:
+    """Instantiate an affine rule by its registry name, with a helpful error on bad input."""
+    cls = AFFINE_RULES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown rule {name!r}; choose one of: {', '.join(sorted(AFFINE_RULES))}")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        import inspect
+
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise ValueError(
+            f"rule {name!r} got parameters {sorted(params)}; it accepts {allowed or 'no parameters'}"
+        ) from exc
