@@ -20,7 +20,7 @@ from .composites import Assignment, Composite, LayerInfo, get_composite
 from .graph import Program, Ref, Step, UnsupportedOpError, build_program
 from .layers import Affine
 from .ledger import Ledger, LedgerEntry
-from .rules import ZBox, divide, psum, stabilize
+from .rules import Epsilon, ZBox, divide, psum, stabilize
 
 __all__ = ["Explanation", "Explainer", "explain", "prepare"]
 
@@ -32,7 +32,7 @@ class Explanation:
     relevance: Tensor  # like the inputs
     logits: Tensor  # (N, classes)
     targets: Tensor  # (N,) explained class per image
-    ledger: Ledger
+    ledger: Ledger  # ledger.precision says, per image, in which precision it was computed
 
 
 _PROGRAMS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], Program]]" = (
@@ -127,13 +127,24 @@ class Explainer:
         composite: "str | Mapping[str, Any] | Composite" = "epsilon_plus_flat",
         *,
         ignore_bias: bool = False,
+        precision: str = "auto",
+        tolerance: float = 1e-5,
         **options: Any,
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model
+        self.precision = precision
+        self.tolerance = tolerance
+        self._float64: Explainer | None = None
+        if precision == "float64" and _model_dtype(model) != torch.float64:
+            self._float64 = Explainer(
+                _float64_copy(model), composite, ignore_bias=ignore_bias, precision="model", **options
+            )
         self.program = prepare(model)
         self.composite = get_composite(composite, **options)
         self.ignore_bias = ignore_bias
-        affine = self.program.affine_steps()
+        affine = [s for s in self.program.affine_steps() if s.affine.kind != "scale"]  # type: ignore[union-attr]
         infos = [
             LayerInfo(k, s.module or s.name, s.affine.kind, s.affine_type, k == len(affine) - 1)  # type: ignore[union-attr]
             for k, s in enumerate(affine)
@@ -141,6 +152,11 @@ class Explainer:
         self.assignments: dict[int, Assignment] = {
             s.index: a for s, a in zip(affine, self.composite.assign(infos))
         }
+        for s in self.program.affine_steps():
+            if s.affine.kind == "scale":  # type: ignore[union-attr]
+                self.assignments[s.index] = Assignment(
+                    Epsilon(self.composite.norm_stabilizer), "BatchNorm that cannot be folded: ε-rule on its affine map"
+                )
         steps = self.program.steps
         self._last_use = [-1] * len(steps)
         for s in steps:
@@ -149,6 +165,13 @@ class Explainer:
             for r in s.refs():
                 self._last_use[r.index] = s.index
         self._live = [_live(s) for s in steps]
+        # additions/subtractions with a constant operand: the constant acts as a bias
+        self._const_operands: dict[int, list[int]] = {}
+        for s in steps:
+            if s.kind == "norm" and s.op.split(".")[-1] in ("add", "sub", "iadd", "isub"):
+                consts = [j for j in (0, 1) if j < len(s.args) and not _is_live_ref(s.args[j], self._live)]
+                if consts:
+                    self._const_operands[s.index] = consts
         self._bounds_cache: dict[Any, tuple[Tensor, Tensor]] = {}
 
     # -- public -------------------------------------------------------------------------------
@@ -161,13 +184,32 @@ class Explainer:
             raise ValueError(
                 f"inputs are on {inputs.device} but the model is on {ref.device}; move one of them first"
             )
+        if self.precision == "float64" and self._float64 is not None:
+            exp = self._float64(inputs.to(torch.float64), target)
+            exp.relevance = exp.relevance.to(inputs.dtype)
+            return exp
         with torch.no_grad():
             x = inputs.detach()
             logits, saved = self._forward(x)
             if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
                 raise ValueError(f"the model must return logits of shape (N, classes), got {tuple(logits.shape)}")
             targets = _targets(target, logits)
-            return self._backward(x, logits, targets, saved)
+            exp = self._backward(x, logits, targets, saved)
+        if self.precision == "auto" and x.dtype != torch.float64:
+            bad = (exp.ledger.relative_error() > self.tolerance).nonzero().flatten()
+            if bad.numel():
+                self._recompute_in_float64(exp, x, bad)
+        return exp
+
+    def _recompute_in_float64(self, exp: Explanation, x: Tensor, rows: Tensor) -> None:
+        """Redo images whose ledger does not close in float32 in float64, and splice them in."""
+        if self._float64 is None:
+            self._float64 = Explainer(
+                _float64_copy(self.model), self.composite, ignore_bias=self.ignore_bias, precision="model"
+            )
+        hi = self._float64(x[rows].to(torch.float64), exp.targets[rows])
+        exp.relevance[rows] = hi.relevance.to(exp.relevance.dtype)
+        exp.ledger.splice(rows, hi.ledger)
 
     def rule_table(self) -> list[dict[str, Any]]:
         """Every step with its rule and why: what `lrp inspect` prints."""
@@ -205,9 +247,15 @@ class Explainer:
             args = _resolve(s.args, env)
             kwargs = _resolve(s.kwargs, env) if s.kwargs else {}
             if kind == "affine":
-                out = s.affine.forward(args[0], None, s.affine.bias)  # type: ignore[union-attr]
+                bias = None if self.ignore_bias else s.affine.bias  # type: ignore[union-attr]
+                out = s.affine.forward(args[0], None, bias)  # type: ignore[union-attr]
                 saved[s.index] = (args[0], out)
             else:
+                if kind == "norm" and self.ignore_bias and s.index in self._const_operands:
+                    args = list(args)
+                    for j in self._const_operands[s.index]:
+                        args[j] = 0
+                    args = tuple(args)
                 out = s.fn(*args, **kwargs)
                 if kind == "move":
                     saved[s.index] = (args, kwargs)
@@ -273,7 +321,7 @@ class Explainer:
         if pixels is None:
             pixels = torch.zeros_like(x)
         entries.reverse()
-        ledger = Ledger(output=output, pixels=psum(pixels), entries=entries)
+        ledger = Ledger(output=output, pixels=psum(pixels), entries=entries, precision=[str(x.dtype)[6:]] * n)
         return Explanation(relevance=pixels, logits=logits, targets=targets, ledger=ledger)
 
     def _affine(self, s: Step, data: Any, r: Tensor, x0: Tensor) -> tuple[list[Any], Any, str]:
@@ -281,8 +329,6 @@ class Explainer:
         layer: Affine = s.affine  # type: ignore[assignment]
         assignment = self.assignments[s.index]
         bias = None if self.ignore_bias else layer.bias
-        if self.ignore_bias and layer.bias is not None:
-            z = z - layer.bias_view(layer.bias, z.ndim)
         bounds = None
         if isinstance(assignment.rule, ZBox):
             bounds = self._bounds(s, assignment.rule, xin, x0)
@@ -304,13 +350,12 @@ class Explainer:
         n = r.shape[0]
         zeros = torch.zeros(n, dtype=torch.float64, device=r.device)
         bias = zeros
-        if s.op.split(".")[-1] in ("add", "sub", "iadd", "isub"):
-            consts = [j for j in (0, 1) if j < len(args) and not _is_live_ref(s.args[j], self._live)]
-            if consts:
-                zeroed = list(args)
-                for j in consts:
-                    zeroed[j] = 0
-                bias = psum(sig * (y - s.fn(*zeroed, **kwargs)))
+        consts = self._const_operands.get(s.index)
+        if consts and not self.ignore_bias:
+            zeroed = list(args)
+            for j in consts:
+                zeroed[j] = 0
+            bias = psum(sig * (y - s.fn(*zeroed, **kwargs)))
         dropped = psum(torch.where(den == 0, r, torch.zeros_like(r))) if eps == 0 else zeros
         return contribs, (bias, psum(sig * (den - y)), dropped)
 
@@ -379,6 +424,30 @@ class Explainer:
         return out[:b], out[b:]
 
 
+PRECISIONS = ("auto", "model", "float64")
+_FLOAT64: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], torch.nn.Module]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    p = next(iter(model.parameters()), None)
+    return torch.float32 if p is None else p.dtype
+
+
+def _float64_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A float64 copy of ``model`` (cached while the model is unchanged)."""
+    import copy
+
+    fp = _fingerprint(model)
+    hit = _FLOAT64.get(model)
+    if hit is not None and hit[0] == fp:
+        return hit[1]
+    twin = copy.deepcopy(model).to(torch.float64)
+    _FLOAT64[model] = (fp, twin)
+    return twin
+
+
 def _is_live_ref(obj: Any, live: list[bool]) -> bool:
     return isinstance(obj, Ref) and live[obj.index]
 
@@ -433,13 +502,19 @@ def explain(
     target: "int | Sequence[int] | Tensor | None" = None,
     *,
     ignore_bias: bool = False,
+    precision: str = "auto",
     **options: Any,
 ) -> Explanation:
     """Explain ``model``'s logit for ``target`` on ``inputs`` with LRP.
 
     ``composite`` is a preset name (see :data:`lrpcli.composites.PRESETS`) or a selector mapping;
     ``options`` set rule parameters (``epsilon``, ``gamma``, ``stabilizer``, ``low``, ``high``);
-    ``ignore_bias`` drops biases from the propagation (bias-free LRP-0/ε then conserve exactly).
+    ``ignore_bias`` explains the model with every bias set to zero — conv/dense biases, folded
+    BatchNorm shifts and added constants — in the forward pass too, so ``logits`` are that
+    bias-free network's outputs; LRP-0 then conserves exactly (ΣR_pixels = f(x)).
+    ``precision``: ``"auto"`` computes in the model's dtype and redoes in float64 any image whose
+    ledger does not close to 1e-5 (float32 rounding, with relevance masses far above f(x));
+    ``"model"`` never redoes; ``"float64"`` always computes in float64.
     The model is not modified: no hooks, same parameters, same train/eval mode.
     """
-    return Explainer(model, composite, ignore_bias=ignore_bias, **options)(inputs, target)
+    return Explainer(model, composite, ignore_bias=ignore_bias, precision=precision, **options)(inputs, target)

@@ -2,7 +2,8 @@
 
 Each graph node becomes a :class:`Step` of one kind:
 
-``affine``   convolution / dense layer (BatchNorm and zero padding folded in) — gets a rule
+``affine``   convolution / dense layer (BatchNorm and zero padding folded in) — gets a rule;
+             also a BatchNorm that cannot be folded, as a per-channel affine map (ε-rule)
 ``norm``     parameter-free linear node (``+``, ``-``, average pooling, ``mean``, ``sum``)
 ``move``     pure data movement (flatten, view, permute, cat, chunk, slicing, padding, max pooling)
 ``pass``     element-wise layers whose relevance passes unchanged (activations, dropout, scaling)
@@ -26,7 +27,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Affine, fold_batchnorm, from_module
+from .layers import Affine, fold_batchnorm, from_batchnorm, from_module
 
 
 class UnsupportedOpError(NotImplementedError):
@@ -515,9 +516,18 @@ def _fold_batchnorm(program: Program, modules: dict[str, nn.Module]) -> None:
             continue
         bn = modules[step.module]
         src = program.steps[step.args[0].index] if step.args and isinstance(step.args[0], Ref) else None
-        if src is None or src.kind != "affine" or src.affine is None or users[src.index] != [step.index]:
-            step.notes.append("BatchNorm not after a conv/dense layer: relevance passes unchanged")
-            program.canonizations.append(f"kept {step.module} as pass (no conv/dense layer directly before it)")
+        if src is None or src.kind != "affine" or src.affine is None or src.affine.kind == "scale" or (
+            users[src.index] != [step.index]
+        ):
+            try:
+                step.affine = from_batchnorm(bn)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise UnsupportedOpError(step.op, step.name, step.module, str(exc)) from exc
+            step.kind, step.affine_type, step.rule_name = "affine", type(bn).__name__, ""
+            step.fn = lambda x, a=step.affine: a.forward(x, None, a.bias)
+            note = f"{step.module}: BatchNorm not directly after a conv/dense layer, kept as a per-channel affine layer"
+            step.notes.append(note)
+            program.canonizations.append(note)
             continue
         folded = fold_batchnorm(src.affine, bn)  # type: ignore[arg-type]
         step.kind, step.affine, step.affine_type, step.rule_name = "affine", folded, src.affine_type, ""

@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Kind = Literal["conv", "linear"]
+Kind = Literal["conv", "linear", "scale"]
 
 
 class Affine:
-    """``z = pad(x) * W + b`` for a convolution (1-3 spatial dims) or ``z = x Wᵀ + b`` for a dense layer."""
+    """``z = pad(x) * W + b`` (convolution, 1-3 spatial dims), ``z = x Wᵀ + b`` (dense layer) or
+    ``z = w ⊙ x + b`` per channel (``scale``: a BatchNorm that could not be folded)."""
 
     def __init__(
         self,
@@ -75,6 +76,9 @@ class Affine:
         w = self.weight if weight is None else weight
         if self.kind == "linear":
             return F.linear(x, w, bias)
+        if self.kind == "scale":
+            z = x * self.bias_view(w, x.ndim)
+            return z if bias is None else z + self.bias_view(bias, x.ndim)
         if self.pre_pad is not None:
             x = F.pad(x, self.pre_pad)
         return torch.ops.aten.convolution(
@@ -86,6 +90,8 @@ class Affine:
         w = self.weight if weight is None else weight
         if self.kind == "linear":
             return signal.matmul(w)
+        if self.kind == "scale":
+            return signal * self.bias_view(w, signal.ndim)
         shape = list(input_shape)
         if self.pre_pad is not None:
             pads = self.pre_pad
@@ -114,6 +120,8 @@ class Affine:
         w = self.weight
         if self.kind == "linear":
             return f"linear {w.shape[1]}→{w.shape[0]}"
+        if self.kind == "scale":
+            return f"per-channel scale and shift ({w.shape[0]} channels)"
         k = "x".join(str(s) for s in w.shape[2:])
         return f"conv {w.shape[1] * self.groups}→{w.shape[0]} k{k} s{max(self.stride)} g{self.groups}"
 
@@ -153,15 +161,31 @@ def from_module(module: torch.nn.Module) -> Affine:
     raise TypeError(f"not an affine layer: {type(module).__name__}")
 
 
+def batchnorm_scale(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+    """An eval-mode BatchNorm as ``y = scale·x + shift`` per channel.
+
+    ``scale = γ/√(σ²+ε)``, ``shift = (0 − μ)·scale + β``, in the order of operations Zennit's
+    merge uses, so that folded weights agree with it bit for bit.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("BatchNorm without running statistics (track_running_stats=False) has no fixed affine map")
+    denominator = (bn.running_var.detach() + bn.eps) ** 0.5
+    scale = 1.0 / denominator if bn.weight is None else bn.weight.detach() / denominator
+    shift = (0.0 - bn.running_mean.detach()) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    return scale, shift
+
+
+def from_batchnorm(bn: torch.nn.modules.batchnorm._BatchNorm) -> Affine:
+    """A BatchNorm that cannot be folded, as a per-channel affine layer."""
+    scale, shift = batchnorm_scale(bn)
+    return Affine(scale, shift, "scale")
+
+
 def fold_batchnorm(layer: Affine, bn: torch.nn.modules.batchnorm._BatchNorm) -> Affine:
     """Fold an eval-mode BatchNorm that follows ``layer`` into new weights and bias."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("BatchNorm without running statistics cannot be folded")
-    # (b - μ)·γ/√(σ²+ε) + β, in this order of operations (the one Zennit uses, so that the
-    # folded weights agree bit for bit)
-    scale = 1.0 / (bn.running_var.detach() + bn.eps) ** 0.5
-    if bn.weight is not None:
-        scale = bn.weight.detach() / (bn.running_var.detach() + bn.eps) ** 0.5
+    scale, _ = batchnorm_scale(bn)
     shape = (-1,) + (1,) * (layer.weight.ndim - 1)
     weight = layer.weight * scale.view(shape)
     bias = (layer.bias_or_zero() - bn.running_mean.detach()) * scale

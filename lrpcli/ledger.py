@@ -49,6 +49,24 @@ class Ledger:
     output: Tensor  # f(x) per image
     pixels: Tensor  # ΣR at the input per image
     entries: list[LedgerEntry] = field(default_factory=list)
+    precision: list[str] = field(default_factory=list)  # per image: "float32" or "float64"
+
+    def splice(self, rows: Tensor, other: "Ledger") -> None:
+        """Replace the accounts of images ``rows`` by those of ``other`` (same steps, len(rows) images)."""
+        if [e.step for e in self.entries] != [e.step for e in other.entries]:
+            raise ValueError("cannot splice ledgers of different graphs")
+        def put(old: Tensor, new: Tensor) -> Tensor:
+            out = old.clone()  # entries may share tensors (e.g. one zeros vector)
+            out[rows] = new.to(out.dtype)
+            return out
+
+        self.output = put(self.output, other.output)
+        self.pixels = put(self.pixels, other.pixels)
+        for mine, theirs in zip(self.entries, other.entries):
+            for name in ("r_out", "r_in", "bias", "stabilizer", "dropped"):
+                setattr(mine, name, put(getattr(mine, name), getattr(theirs, name)))
+        for k, i in enumerate(rows.tolist()):
+            self.precision[i] = other.precision[k]
 
     def absorbed(self) -> Tensor:
         """Σ over steps of the relevance absorbed by formula, per image."""
@@ -94,6 +112,7 @@ class Ledger:
                     }
                 )
         out: dict[str, Any] = {
+            "precision": self.precision[i] if self.precision else None,
             "f_x": float(self.output[i]),
             "sum_pixels": float(self.pixels[i]),
             "absorbed": totals,

@@ -14,16 +14,28 @@ from lrpcli.models.imagenet import (
     Preprocess,
     imagenet_categories,
 )
+from lrpcli.models.registry import (
+    EMBEDDED_MODELS,
+    LoadedModel,
+    ModelLoadError,
+    ModelSpec,
+    load_model,
+)
 
 __all__ = [
     "EFFICIENTNET_LITE_PREPROCESS",
+    "EMBEDDED_MODELS",
     "IMAGENET_PREPROCESS",
     "WEIGHTS_SOURCE",
     "EfficientNetLite",
+    "LoadedModel",
+    "ModelLoadError",
+    "ModelSpec",
     "Preprocess",
     "convert_reference_state_dict",
     "efficientnet_lite0",
     "imagenet_categories",
+    "load_model",
     "lite0_state_dict",
     "lite0_weights_path",
 ]

@@ -1,9 +1,13 @@
-"""ImageNet-1k class names and the input preprocessing our models expect."""
+"""ImageNet-1k class names and the input preprocessing our models expect.
+
+:class:`Preprocess` itself lives in :mod:`lrpcli.images` (re-exported here).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
+
+from lrpcli.images import Preprocess
 
 __all__ = [
     "EFFICIENTNET_LITE_PREPROCESS",
@@ -11,17 +15,6 @@ __all__ = [
     "Preprocess",
     "imagenet_categories",
 ]
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``,
-    scale to [0, 1], then normalise each RGB channel as ``(x - mean) / std``."""
-
-    resize: int
-    crop: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 EFFICIENTNET_LITE_PREPROCESS = Preprocess(

@@ -1,0 +1,245 @@
+"""``report.json``: streamed, atomically written run report (schema version :data:`SCHEMA_VERSION`).
+
+Layout (documented in README.md, "Report")::
+
+    {
+      "schema_version": 1,
+      "kind": "lrpcli.report",
+      "run": {...},        # tool, model, composite, config digest, device, times
+      "summary": {...},    # counts, failures, closure check against the tolerance
+      "images": [ {...}, ... ]   # one entry per processed image, in input order
+    }
+
+Image entries are appended to an anonymous temporary file as they finish (so memory stays
+flat however many images there are) and copied into the final file when the run ends; the
+final file is written atomically, so a reader never sees a partial report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from lrpcli.render import atomic_write
+
+__all__ = [
+    "REPORT_KIND",
+    "SCHEMA_VERSION",
+    "ReportWriter",
+    "dumps_entry",
+    "json_safe",
+    "jsonl_line",
+]
+
+SCHEMA_VERSION = 1
+"""Bumped when a field changes meaning or disappears (adding fields keeps the version)."""
+
+REPORT_KIND = "lrpcli.report"
+
+_STEPS_PLACEHOLDER = "\u0000steps\u0000"
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON data: non-finite floats become ``None``; NumPy/torch scalars and paths converted."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, Path):
+        return value.as_posix()
+    if hasattr(value, "tolist"):  # tensors, arrays
+        return json_safe(value.tolist())
+    return str(value)
+
+
+def jsonl_line(entry: Mapping[str, Any]) -> str:
+    """One image entry as a single compact JSON line (no trailing newline)."""
+    return json.dumps(json_safe(entry), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _indent(text: str, spaces: int) -> str:
+    pad = " " * spaces
+    return "\n".join(pad + line if line else line for line in text.split("\n"))
+
+
+def dumps_entry(entry: Mapping[str, Any], indent: int = 0) -> str:
+    """Pretty JSON for one image entry; the ledger's steps are written one per line."""
+    data = json_safe(entry)
+    ledger = data.get("ledger") if isinstance(data, dict) else None
+    steps = ledger.get("steps") if isinstance(ledger, dict) else None
+    if isinstance(steps, list):
+        ledger["steps"] = _STEPS_PLACEHOLDER
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    if isinstance(steps, list):
+        token = json.dumps(_STEPS_PLACEHOLDER)
+        line_start = text.rfind("\n", 0, text.index(token)) + 1
+        depth = len(text[line_start:]) - len(text[line_start:].lstrip(" "))
+        if steps:
+            rows = ",\n".join(
+                " " * (depth + 2) + json.dumps(s, ensure_ascii=False, allow_nan=False)
+                for s in steps
+            )
+            rendered = "[\n" + rows + "\n" + " " * depth + "]"
+        else:
+            rendered = "[]"
+        text = text.replace(token, rendered, 1)
+    return _indent(text, indent)
+
+
+class ReportWriter:
+    """Collects image entries (spooled to a temporary file) and writes ``report.json``.
+
+    ``add`` keeps running totals for the summary; ``write`` produces the final file
+    atomically and returns the summary.
+    """
+
+    def __init__(self, path: Path, run: Mapping[str, Any], *, inputs: int, tolerance: float) -> None:
+        self.path = Path(path)
+        self.run: dict[str, Any] = dict(run)
+        self.inputs = inputs
+        self.tolerance = float(tolerance)
+        self._spool: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self._count = 0
+        self.ok = 0
+        self.failed = 0
+        self.with_warnings = 0
+        self.failures: list[dict[str, str]] = []
+        self.max_rel_closure: float | None = None
+        self.max_abs_closure: float | None = None
+        self.worst_closure_input: str | None = None
+        self.over_tolerance: list[str] = []
+        self.max_rel_conservation: float | None = None
+        self.summary: dict[str, Any] = {}
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        """Append one image entry (``status`` ``ok`` or ``error``) and update the totals."""
+        if self._count:
+            self._spool.write(",\n")
+        self._spool.write(dumps_entry(entry, indent=4))
+        self._count += 1
+        if entry.get("warnings"):
+            self.with_warnings += 1
+        if entry.get("status") != "ok":
+            self.failed += 1
+            self.failures.append({"input": str(entry.get("input")), "error": str(entry.get("error"))})
+            return
+        self.ok += 1
+        ledger = entry.get("ledger") or {}
+        rel = _finite(ledger.get("relative_closure_error"))
+        absolute = _finite(ledger.get("closure_error"))
+        name = str(entry.get("input"))
+        if rel is None or rel > self.tolerance:
+            self.over_tolerance.append(name)
+        if rel is not None and (self.max_rel_closure is None or rel > self.max_rel_closure):
+            self.max_rel_closure = rel
+            self.worst_closure_input = name
+        if absolute is not None:
+            absolute = abs(absolute)
+            if self.max_abs_closure is None or absolute > self.max_abs_closure:
+                self.max_abs_closure = absolute
+        cons = _finite((entry.get("conservation") or {}).get("relative_error"))
+        if cons is not None:
+            cons = abs(cons)
+            if self.max_rel_conservation is None or cons > self.max_rel_conservation:
+                self.max_rel_conservation = cons
+
+    @property
+    def processed(self) -> int:
+        return self._count
+
+    def closure_check(self) -> str:
+        """``pass`` if every explained image's ledger closes within the tolerance."""
+        if self.ok == 0:
+            return "n/a"
+        return "fail" if self.over_tolerance else "pass"
+
+    def write(
+        self,
+        *,
+        interrupted: bool = False,
+        stopped_early: bool = False,
+        exit_code: int = 0,
+        elapsed_s: float | None = None,
+        run_updates: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write ``report.json`` atomically; return the summary."""
+        if run_updates:
+            self.run.update(run_updates)
+        rate = self._count / elapsed_s if elapsed_s and elapsed_s > 0 else None
+        self.summary = {
+            "inputs": self.inputs,
+            "processed": self._count,
+            "ok": self.ok,
+            "failed": self.failed,
+            "not_processed": max(self.inputs - self._count, 0),
+            "interrupted": interrupted,
+            "stopped_early": stopped_early,
+            "failures": self.failures,
+            "images_with_warnings": self.with_warnings,
+            "tolerance": self.tolerance,
+            "max_relative_closure_error": self.max_rel_closure,
+            "max_abs_closure_error": self.max_abs_closure,
+            "worst_closure_input": self.worst_closure_input,
+            "over_tolerance": self.over_tolerance,
+            "closure_check": self.closure_check(),
+            "max_relative_conservation_error": self.max_rel_conservation,
+            "elapsed_s": elapsed_s,
+            "images_per_second": rate,
+            "exit_code": exit_code,
+        }
+        head = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": REPORT_KIND,
+            "run": json_safe(self.run),
+            "summary": json_safe(self.summary),
+        }
+        head_text = json.dumps(head, indent=2, ensure_ascii=False, allow_nan=False)
+        assert head_text.endswith("\n}")
+        opening = head_text[: -len("\n}")] + ',\n  "images": ['
+
+        def fill(handle: IO[bytes]) -> None:
+            handle.write(opening.encode("utf-8"))
+            if self._count:
+                handle.write(b"\n")
+                self._spool.flush()
+                self._spool.seek(0)
+                while chunk := self._spool.read(1 << 16):
+                    handle.write(chunk.encode("utf-8"))
+                self._spool.seek(0, io.SEEK_END)
+                handle.write(b"\n  ]\n}\n")
+            else:
+                handle.write(b"]\n}\n")
+
+        atomic_write(self.path, fill)
+        return self.summary
+
+    def close(self) -> None:
+        self._spool.close()
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -1,0 +1,34 @@
+"""Shared test helpers: seeded torchvision models with realistic BatchNorm statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+
+
+def calibrated(name: str, seed: int = 0, size: int = 64, **kwargs: object) -> torch.nn.Module:
+    """``torchvision.models.<name>(weights=None)`` with a fixed seed, in eval mode.
+
+    BatchNorm running statistics are set from one batch of random images (cumulative average),
+    as training would, so that activations neither vanish nor explode: an untouched freshly
+    initialised network (running mean 0, variance 1) can have logits of 1e-9, which would make
+    every relative check meaningless.
+    """
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(weights=None, **kwargs)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if bns:
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        model.train()
+        with torch.no_grad():
+            model(torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(seed + 1)))
+        for bn in bns:
+            bn.momentum = 0.1
+    return model.eval()

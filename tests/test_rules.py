@@ -1,0 +1,188 @@
+"""Each affine rule against a slow, explicit matrix-form reference.
+
+The reference writes a layer as its dense matrix ``M`` (out × in, from the Jacobian of the
+plain forward) and computes every rule from the individual contributions ``c_ik = x_i M_ki``
+with explicit sums, in float64. No code is shared with the engine's fast path.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from lrpcli.layers import Affine, from_module
+from lrpcli.rules import AlphaBeta, Epsilon, Flat, Gamma, LRP0, WSquare, ZBox, ZPlus, make_rule
+
+DT = torch.float64
+
+
+def stab(z: torch.Tensor, eps: float) -> torch.Tensor:
+    sign = torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+    return z + eps * sign
+
+
+def dense(layer: Affine, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """The layer (without bias) as a matrix (out_features, in_features) for input shape x[0]."""
+    x0 = x[:1]
+    jac = jacobian(lambda t: layer.forward(t, weight, None), x0)
+    return jac.reshape(jac.shape[1 : 1 + (jac.ndim - 2) // 2].numel(), x0[0].numel())
+
+
+def reference(rule, layer: Affine, x: torch.Tensor, r: torch.Tensor, bias: torch.Tensor | None, bounds=None):
+    """Relevance at the input of `layer`, one image at a time, from explicit contributions."""
+    out = []
+    M = dense(layer, x)
+    M1 = dense(layer, x, torch.ones_like(layer.weight))
+    M2 = dense(layer, x, layer.weight**2)
+    for n in range(x.shape[0]):
+        xi = x[n].reshape(-1)
+        rk = r[n].reshape(-1)
+        b = torch.zeros(M.shape[0], dtype=DT) if bias is None else layer.bias_view(bias, r.ndim).expand_as(r[:1]).reshape(-1)
+        c = xi[None, :] * M  # c[k, i]
+        cp, cn = c.clamp(min=0), c.clamp(max=0)
+        if isinstance(rule, Epsilon):  # includes LRP0
+            z = c.sum(1) + b
+            den = stab(z, rule.epsilon)
+            s = torch.where(den == 0, torch.zeros_like(den), rk / den)
+            ri = (c * s[:, None]).sum(0)
+        elif isinstance(rule, ZPlus):
+            p = cp.sum(1) + b.clamp(min=0)
+            ri = (cp * (rk / stab(p, rule.stabilizer))[:, None]).sum(0)
+        elif isinstance(rule, AlphaBeta):
+            p = cp.sum(1) + b.clamp(min=0)
+            q = cn.sum(1) + b.clamp(max=0)
+            ri = (
+                rule.alpha * cp * (rk / stab(p, rule.stabilizer))[:, None]
+                - rule.beta * cn * (rk / stab(q, rule.stabilizer))[:, None]
+            ).sum(0)
+        elif isinstance(rule, Gamma):
+            g = rule.gamma
+            z = c.sum(1) + b
+            ri = torch.zeros_like(xi)
+            for k in range(M.shape[0]):
+                if z[k] > 0:
+                    num = c[k] + g * cp[k]
+                    den = z[k] + g * (cp[k].sum() + b[k].clamp(min=0))
+                elif z[k] < 0:
+                    num = c[k] + g * cn[k]
+                    den = z[k] + g * (cn[k].sum() + b[k].clamp(max=0))
+                else:
+                    continue
+                ri = ri + num * rk[k] / stab(den, rule.stabilizer)
+        elif isinstance(rule, ZBox):
+            lo, hi = bounds
+            li = lo.expand_as(x[:1]).reshape(-1)
+            hi_ = hi.expand_as(x[:1]).reshape(-1)
+            t = c - li[None, :] * M.clamp(min=0) - hi_[None, :] * M.clamp(max=0)
+            ri = (t * (rk / stab(t.sum(1), rule.stabilizer))[:, None]).sum(0)
+        elif isinstance(rule, Flat):
+            ri = (M1 * (rk / stab(M1.sum(1), rule.stabilizer))[:, None]).sum(0)
+        elif isinstance(rule, WSquare):
+            b2 = b**2
+            ri = (M2 * (rk / stab(M2.sum(1) + b2, rule.stabilizer))[:, None]).sum(0)
+        else:
+            raise AssertionError(rule)
+        out.append(ri.reshape(x.shape[1:]))
+    return torch.stack(out)
+
+
+def make_layers() -> dict[str, tuple[Affine, tuple[int, ...]]]:
+    torch.manual_seed(0)
+    mods = {
+        "linear": (torch.nn.Linear(7, 5), (7,)),
+        "conv_stride_pad": (torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), (3, 7, 6)),
+        "conv_dilation_groups": (torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2), (4, 6, 6)),
+        "conv_depthwise": (torch.nn.Conv2d(4, 4, 3, padding=1, groups=4), (4, 5, 5)),
+        "conv1d": (torch.nn.Conv1d(2, 3, 3, stride=2, padding=1), (2, 9)),
+    }
+    layers = {}
+    for name, (m, shape) in mods.items():
+        m = m.to(DT)
+        layers[name] = (from_module(m), shape)
+    # asymmetric "same" padding folded in front of a strided conv (as in EfficientNet-Lite)
+    conv = torch.nn.Conv2d(3, 4, 3, stride=2).to(DT)
+    a = from_module(conv)
+    a.pre_pad = (0, 1, 0, 1)
+    layers["conv_prepad"] = (a, (3, 6, 6))
+    return layers
+
+
+LAYERS = make_layers()
+RULES = [
+    LRP0(),
+    Epsilon(0.1),
+    Epsilon(1e-6),
+    ZPlus(1e-6),
+    AlphaBeta(2.0, 1.0, 1e-6),
+    AlphaBeta(1.0, 0.0, 1e-6),
+    Gamma(0.25, 1e-6),
+    Gamma(1.0, 1e-6),
+    Flat(1e-6),
+    WSquare(1e-6),
+    ZBox(None, None, 1e-6),
+]
+
+
+@pytest.mark.parametrize("layer_name", sorted(LAYERS))
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.describe())
+@pytest.mark.parametrize("signed", [False, True], ids=["nonneg_input", "signed_input"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+def test_rule_matches_matrix_reference(layer_name: str, rule, signed: bool, with_bias: bool) -> None:
+    layer, shape = LAYERS[layer_name]
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, *shape, generator=gen, dtype=DT)
+    if not signed:
+        x = x.clamp(min=0)
+    bias = layer.bias if with_bias else None
+    z = layer.forward(x, None, bias)
+    r = torch.randn(z.shape, generator=gen, dtype=DT) * z.abs()
+    bounds = None
+    if isinstance(rule, ZBox):
+        lo = torch.full((1,) + shape, -3.0, dtype=DT) if len(shape) == 1 else torch.full((1, shape[0]) + (1,) * (len(shape) - 1), -3.0, dtype=DT)
+        bounds = (lo, -lo)
+    got, absorbed = rule.propagate(layer, x, z, r, bias, bounds)
+    want = reference(rule, layer, x, r, bias, bounds)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
+    # the ledger: what went in minus what came out is exactly what the rule says it absorbed
+    lost = r.flatten(1).sum(1) - got.flatten(1).sum(1)
+    torch.testing.assert_close(absorbed.bias + absorbed.stabilizer + absorbed.dropped, lost, rtol=1e-9, atol=1e-9)
+
+
+def test_bias_free_lrp0_is_conservative() -> None:
+    layer, shape = LAYERS["conv_stride_pad"]
+    x = torch.randn(2, *shape, dtype=DT)
+    z = layer.forward(x, None, None)
+    r = torch.randn_like(z)
+    got, absorbed = LRP0().propagate(layer, x, z, r, None)
+    torch.testing.assert_close(got.flatten(1).sum(1), r.flatten(1).sum(1) - absorbed.dropped)
+    assert float(absorbed.bias.abs().max()) == 0.0
+
+
+def test_alpha_beta_requires_difference_one() -> None:
+    with pytest.raises(ValueError, match="alpha - beta must equal 1"):
+        AlphaBeta(2.0, 2.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        AlphaBeta(-1.0, -2.0)
+
+
+def test_make_rule_errors_name_the_fix() -> None:
+    with pytest.raises(ValueError, match="unknown rule 'gama'; choose one of"):
+        make_rule("gama")
+    with pytest.raises(ValueError, match="accepts"):
+        make_rule("gamma", epsilon=1.0)
+    assert make_rule("gamma", gamma=0.5) == Gamma(0.5)
+
+
+def test_float32_matches_float64_reference() -> None:
+    layer64, shape = LAYERS["conv_stride_pad"]
+    layer32 = Affine(layer64.weight.float(), layer64.bias.float(), "conv", stride=layer64.stride,
+                     padding=layer64.padding, dilation=layer64.dilation, groups=layer64.groups)  # fmt: skip
+    x = torch.randn(3, *shape, dtype=DT).clamp(min=0)
+    z = layer64.forward(x, None, layer64.bias)
+    r = z.clone()
+    for rule in (Epsilon(1e-6), ZPlus(), Gamma(0.25), AlphaBeta(2, 1)):
+        got, _ = rule.propagate(layer32, x.float(), z.float(), r.float(), layer32.bias)
+        want = reference(rule, layer64, x, r, layer64.bias)
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
