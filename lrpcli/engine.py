@@ -8,6 +8,7 @@ prepared once per model and reused while the model's parameters are unchanged.
 
 from __future__ import annotations
 
+import operator
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .composites import Assignment, Composite, LayerInfo, get_composite
 from .graph import Program, Ref, Step, UnsupportedOpError, build_program
 from .layers import Affine
 from .ledger import Ledger, LedgerEntry
-from .rules import Epsilon, ZBox, divide, psum, stabilize
+from .rules import Epsilon, ZBox, psum, share
 
 __all__ = ["Explanation", "Explainer", "explain", "prepare"]
 
@@ -165,6 +166,12 @@ class Explainer:
             for r in s.refs():
                 self._last_use[r.index] = s.index
         self._live = [_live(s) for s in steps]
+        # x + y of two signals, no keywords: relevance splits as x·s and y·s (no autograd needed)
+        self._plain_adds = {
+            s.index for s in steps
+            if s.kind == "norm" and s.fn in (operator.add, torch.add) and not s.kwargs and len(s.args) == 2
+            and all(_is_live_ref(a, self._live) for a in s.args)
+        }  # fmt: skip
         # additions/subtractions with a constant operand: the constant acts as a bias
         self._const_operands: dict[int, list[int]] = {}
         for s in steps:
@@ -278,8 +285,10 @@ class Explainer:
         start[rows, targets] = logits[rows, targets]
         output = logits[rows, targets].to(torch.float64)
         rel: list[Any] = [None] * len(steps)
+        rsum: list[Any] = [None] * len(steps)  # Σ relevance arriving at each step, per image
         out_ref = steps[self.program.output_index].args[0]
         rel[out_ref.index] = start
+        rsum[out_ref.index] = output.clone()
         entries: list[LedgerEntry] = []
         zeros = torch.zeros(n, dtype=torch.float64, device=x.device)
         for s in reversed(steps):
@@ -288,7 +297,7 @@ class Explainer:
                 continue
             rel[s.index] = None
             data, saved[s.index] = saved[s.index], None
-            r_out = sum(psum(v) for v in r.values()) if isinstance(r, dict) else psum(r)
+            r_out = rsum[s.index]
             bias = stab = dropped = zeros
             rule = s.rule_name
             if s.kind == "affine":
@@ -302,6 +311,7 @@ class Explainer:
                 bucket = rel[src.index] if isinstance(rel[src.index], dict) else {}
                 bucket[k] = bucket[k] + r if k in bucket else r
                 rel[src.index] = bucket
+                rsum[src.index] = r_out if rsum[src.index] is None else rsum[src.index] + r_out
                 entries.append(LedgerEntry(s.name, s.op, s.module, rule, r_out, r_out, bias, stab, dropped))
                 continue
             else:  # pass or gate: all relevance to the one signal operand
@@ -314,8 +324,10 @@ class Explainer:
             for idx, c in contribs:
                 if c is None:
                     continue
-                r_in = r_in + psum(c)
+                part = r_out if c is r else psum(c)  # relevance passed on unchanged keeps its sum
+                r_in = r_in + part
                 rel[idx] = c if rel[idx] is None else rel[idx] + c
+                rsum[idx] = part if rsum[idx] is None else rsum[idx] + part
             entries.append(LedgerEntry(s.name, s.op, s.module, rule, r_out, r_in, bias, stab, dropped))
         pixels = rel[self.program.input_index]
         if pixels is None:
@@ -338,26 +350,25 @@ class Explainer:
     def _norm(self, s: Step, data: Any, r: Tensor) -> tuple[list[Any], Any]:
         args, kwargs, y = data
         eps = self.composite.norm_stabilizer
-        den = stabilize(y, eps)
-        sig = divide(r, den, eps)
-        leaves: list[tuple[int, Tensor]] = []
-        with torch.enable_grad():
-            a = _substitute(s.args, args, self._live, leaves)
-            k = _substitute(s.kwargs, kwargs, self._live, leaves) if kwargs else {}
-            out = s.fn(*a, **k)
-            grads = torch.autograd.grad(out, [leaf for _, leaf in leaves], sig, allow_unused=True)
-        contribs = [(idx, None if g is None else leaf.detach() * g) for (idx, leaf), g in zip(leaves, grads)]
-        n = r.shape[0]
-        zeros = torch.zeros(n, dtype=torch.float64, device=r.device)
-        bias = zeros
+        sig, stab, dropped = share(r, y, eps)
+        if s.index in self._plain_adds and args[0].shape == args[1].shape == y.shape:
+            contribs = [(s.args[0].index, args[0] * sig), (s.args[1].index, args[1] * sig)]
+        else:
+            leaves: list[tuple[int, Tensor]] = []
+            with torch.enable_grad():
+                a = _substitute(s.args, args, self._live, leaves)
+                k = _substitute(s.kwargs, kwargs, self._live, leaves) if kwargs else {}
+                out = s.fn(*a, **k)
+                grads = torch.autograd.grad(out, [leaf for _, leaf in leaves], sig, allow_unused=True)
+            contribs = [(idx, None if g is None else leaf.detach() * g) for (idx, leaf), g in zip(leaves, grads)]
+        bias = torch.zeros_like(stab)
         consts = self._const_operands.get(s.index)
         if consts and not self.ignore_bias:
             zeroed = list(args)
             for j in consts:
                 zeroed[j] = 0
             bias = psum(sig * (y - s.fn(*zeroed, **kwargs)))
-        dropped = psum(torch.where(den == 0, r, torch.zeros_like(r))) if eps == 0 else zeros
-        return contribs, (bias, psum(sig * (den - y)), dropped)
+        return contribs, (bias, stab, dropped)
 
     def _move(self, s: Step, data: Any, r: Any) -> list[Any]:
         args, kwargs = data

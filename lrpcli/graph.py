@@ -284,7 +284,32 @@ def build_program(model: nn.Module) -> Program:
     program = Program(steps, input_index, output_index, [])
     _fold_padding(program)
     _fold_batchnorm(program, modules)
+    _mark_nonnegative_inputs(program, modules)
     return program
+
+
+NONNEG_OPS = {"ReLU", "ReLU6", "Sigmoid", "Hardsigmoid", "relu", "relu6", "sigmoid", "hardsigmoid",
+              "Tensor.relu", "Tensor.sigmoid"}  # fmt: skip
+SIGN_KEEPING_OPS = {"Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Identity", "dropout", "Tensor.contiguous",
+                    "Tensor.clone", "Tensor.float", "Tensor.to", "add", "Tensor.add", "mean", "Tensor.mean", "sum",
+                    "Tensor.sum"}  # fmt: skip
+
+
+def _mark_nonnegative_inputs(program: Program, modules: dict[str, nn.Module]) -> None:
+    """Tell affine layers whose input is provably ≥ 0 (after ReLU, max/avg pooling of it, ...)."""
+    nonneg: set[int] = set()
+    for s in program.steps:
+        live = [r.index for r in s.refs() if program.steps[r.index].kind not in ("const", "dead")]
+        mod = modules.get(s.module or "") if s.kind == "pass" else None
+        if s.op in NONNEG_OPS or (isinstance(mod, nn.Hardtanh) and mod.min_val >= 0):
+            nonneg.add(s.index)
+        elif live and all(i in nonneg for i in live) and (
+            s.kind in ("move", "select", "gate") or (s.kind in ("norm", "pass") and s.op in SIGN_KEEPING_OPS)
+            or s.kind == "norm" and "Pool" in s.op or s.op.startswith(("avg_pool", "adaptive_avg"))
+        ):
+            nonneg.add(s.index)
+        if s.kind == "affine" and s.affine is not None and s.args and isinstance(s.args[0], Ref):
+            s.affine.input_nonneg = s.args[0].index in nonneg
 
 
 def _identity(x: Any, *args: Any, **kwargs: Any) -> Any:

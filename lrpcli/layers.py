@@ -42,6 +42,8 @@ class Affine:
         self.dilation = dilation
         self.groups = groups
         self.pre_pad = pre_pad
+        #: the graph guarantees a non-negative input (e.g. it comes from a ReLU)
+        self.input_nonneg = False
         self._cache: dict[object, Tensor] = {}
 
     # -- derived weights, computed once per prepared model ------------------------------------

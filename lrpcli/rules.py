@@ -34,22 +34,33 @@ class Absorbed(NamedTuple):
 
 
 def psum(t: Tensor) -> Tensor:
-    """Per-image sum in float64."""
-    return t.reshape(t.shape[0], -1).sum(1, dtype=torch.float64)
+    """Per-image sum (accumulated in the tensor's dtype, returned as float64)."""
+    return t.reshape(t.shape[0], -1).sum(1).double()
 
 
-def stabilize(z: Tensor, epsilon: float) -> Tensor:
-    """``z + ε·sign(z)`` with ``sign(0) = +1``."""
+def pdot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image ``Σ a·b`` (float64 result) without materialising the product when shapes match."""
+    if a.shape != b.shape:
+        return psum(a * b)
+    n = a.shape[0]
+    return torch.bmm(a.reshape(n, 1, -1), b.reshape(n, -1, 1)).reshape(n).double()
+
+
+def share(r: Tensor, z: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``s = r / (z + ε·sign(z))`` with what the stabiliser absorbs, ``Σ s·ε·sign(z)``, and what is
+    dropped where the denominator is exactly zero (ε = 0 only), per image."""
+    n = r.shape[0]
     if epsilon == 0.0:
-        return z
-    return torch.where(z >= 0, z + epsilon, z - epsilon)
+        zero = z == 0
+        s = torch.where(zero, torch.zeros_like(r), r / torch.where(zero, torch.ones_like(z), z))
+        return s, _zeros(n, r.device), psum(torch.where(zero, r, torch.zeros_like(r)))
+    shift = torch.where(z >= 0, _scalar(epsilon, z), _scalar(-epsilon, z))
+    s = r / (z + shift)
+    return s, pdot(s, shift), _zeros(n, r.device)
 
 
-def divide(r: Tensor, den: Tensor, epsilon: float) -> Tensor:
-    """``r / den``; where ``den`` is exactly zero (only possible with ε = 0) the result is 0."""
-    if epsilon == 0.0:
-        return torch.where(den == 0, torch.zeros_like(r), r / torch.where(den == 0, torch.ones_like(den), den))
-    return r / den
+def _scalar(v: float, like: Tensor) -> Tensor:
+    return torch.tensor(v, dtype=like.dtype, device=like.device)
 
 
 def _zeros(n: int, device: torch.device) -> Tensor:
@@ -57,15 +68,14 @@ def _zeros(n: int, device: torch.device) -> Tensor:
 
 
 def _bias_part(layer: Affine, s: Tensor, bias: Tensor | None) -> Tensor:
+    """Per-image ``Σ_k s_k b_k`` (the bias broadcast over positions): one reduction, no product tensor."""
     if bias is None:
         return _zeros(s.shape[0], s.device)
-    return psum(s * layer.bias_view(bias, s.ndim))
-
-
-def _dropped(r: Tensor, den: Tensor, epsilon: float) -> Tensor:
-    if epsilon != 0.0:
-        return _zeros(r.shape[0], r.device)
-    return psum(torch.where(den == 0, r, torch.zeros_like(r)))
+    if layer.kind == "linear":
+        per_channel = s.reshape(s.shape[0], -1, s.shape[-1]).sum(1)
+    else:
+        per_channel = s.reshape(s.shape[0], s.shape[1], -1).sum(2)
+    return (per_channel.double() * bias.double()).sum(1)
 
 
 class Rule(ABC):
@@ -124,8 +134,35 @@ def _positive_part(layer: Affine, x: Tensor, bias: Tensor | None, nonneg: bool) 
     return layer.forward(x.clamp(min=0), wp, bp) + layer.forward(x.clamp(max=0), wn)
 
 
-def _nonneg(x: Tensor) -> bool:
-    return not bool((x < 0).any())
+def _contributions(layer: Affine, x: Tensor, bias: Tensor | None, nonneg: bool) -> tuple[Tensor, Tensor]:
+    """``(p, n)``: the sums of positive (``x⁺W⁺ + x⁻W⁻ + b⁺``) and negative contributions, in one pass."""
+    wp = layer.weight_pos
+    wn = layer.cached("w-", lambda: layer.weight - wp)
+    both = layer.cached("w+-", lambda: torch.cat([wp, wn]))
+    b2 = None if bias is None else torch.cat([bias.clamp(min=0), bias.clamp(max=0)])
+    if nonneg:
+        out = _forward_stacked(layer, x, both, b2)
+    else:
+        swapped = layer.cached("w-+", lambda: torch.cat([wn, wp]))
+        out = _forward_stacked(layer, x.clamp(min=0), both, b2) + _forward_stacked(layer, x.clamp(max=0), swapped)
+    c = out.shape[-1] // 2 if layer.kind == "linear" else out.shape[1] // 2
+    if layer.kind == "linear":
+        return out[..., :c], out[..., c:]
+    return out[:, :c], out[:, c:]
+
+
+def _forward_stacked(layer: Affine, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """The layer with ``[W₁; W₂]`` stacked along outputs (grouped convolutions are split per half)."""
+    if (layer.kind == "conv" and layer.groups > 1) or layer.kind == "scale":
+        half = weight.shape[0] // 2
+        b1, b2 = (None, None) if bias is None else (bias[:half], bias[half:])
+        return torch.cat([layer.forward(x, weight[:half], b1), layer.forward(x, weight[half:], b2)], 1)
+    return layer.forward(x, weight, bias)
+
+
+def _nonneg(x: Tensor, layer: Affine) -> bool:
+    """Whether the input has no negative entries (known from the graph, else checked)."""
+    return layer.input_nonneg or not bool((x < 0).any())
 
 
 class Epsilon(AffineRule):
@@ -139,12 +176,9 @@ class Epsilon(AffineRule):
         self.epsilon = float(epsilon)
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
-        den = stabilize(z, self.epsilon)
-        s = divide(relevance, den, self.epsilon)
+        s, stab, dropped = share(relevance, z, self.epsilon)
         r_in = x * layer.transpose(s, x.shape)
-        return r_in, Absorbed(
-            _bias_part(layer, s, bias), psum(s * (den - z)), _dropped(relevance, den, self.epsilon)
-        )
+        return r_in, Absorbed(_bias_part(layer, s, bias), stab, dropped)
 
 
 class LRP0(Epsilon):
@@ -168,10 +202,9 @@ class ZPlus(AffineRule):
         self.stabilizer = float(stabilizer)
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
-        nonneg = _nonneg(x)
+        nonneg = _nonneg(x, layer)
         p = _positive_part(layer, x, bias, nonneg)
-        den = stabilize(p, self.stabilizer)
-        s = divide(relevance, den, self.stabilizer)
+        s, stab, dropped = share(relevance, p, self.stabilizer)
         wp = layer.weight_pos
         if nonneg:
             r_in = x * layer.transpose(s, x.shape, wp)
@@ -181,9 +214,7 @@ class ZPlus(AffineRule):
                 s, x.shape, wn
             )
         bp = None if bias is None else bias.clamp(min=0)
-        return r_in, Absorbed(
-            _bias_part(layer, s, bp), psum(s * (den - p)), _dropped(relevance, den, self.stabilizer)
-        )
+        return r_in, Absorbed(_bias_part(layer, s, bp), stab, dropped)
 
 
 class AlphaBeta(AffineRule):
@@ -205,11 +236,11 @@ class AlphaBeta(AffineRule):
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
         a, b, eps = self.alpha, self.beta, self.stabilizer
-        nonneg = _nonneg(x)
-        p = _positive_part(layer, x, bias, nonneg)
-        n = z - p
-        den_p, den_n = stabilize(p, eps), stabilize(n, eps)
-        s_p, s_n = divide(relevance, den_p, eps), divide(relevance, den_n, eps)
+        nonneg = _nonneg(x, layer)
+        # both shares computed directly: n = z − p would lose precision where |n| ≪ |p|, and s_n = R/n
+        p, n = _contributions(layer, x, bias, nonneg)
+        s_p, stab_p, drop_p = share(relevance, p, eps)
+        s_n, stab_n, drop_n = share(relevance, n, eps)
         wp = layer.weight_pos
         mixed = layer.transpose(a * s_p + b * s_n, x.shape, wp)
         if nonneg:
@@ -222,9 +253,7 @@ class AlphaBeta(AffineRule):
             bias_part = _zeros(z.shape[0], z.device)
         else:
             bias_part = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
-        stab = a * psum(s_p * (den_p - p)) - b * psum(s_n * (den_n - n))
-        dropped = a * _dropped(relevance, den_p, eps) - b * _dropped(relevance, den_n, eps)
-        return r_in, Absorbed(bias_part, stab, dropped)
+        return r_in, Absorbed(bias_part, a * stab_p - b * stab_n, a * drop_p - b * drop_n)
 
 
 class Gamma(AffineRule):
@@ -244,14 +273,13 @@ class Gamma(AffineRule):
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
         g, eps = self.gamma, self.stabilizer
-        nonneg = _nonneg(x)
+        nonneg = _nonneg(x, layer)
         p = _positive_part(layer, x, bias, nonneg)
-        z_pos = z + g * p
-        z_neg = z + g * (z - p)
-        den_pos, den_neg = stabilize(z_pos, eps), stabilize(z_neg, eps)
         zero = torch.zeros_like(relevance)
-        s_pos = torch.where(z > 0, divide(relevance, den_pos, eps), zero)
-        s_neg = torch.where(z < 0, divide(relevance, den_neg, eps), zero)
+        r_pos = torch.where(z > 0, relevance, zero)
+        r_neg = torch.where(z < 0, relevance, zero)
+        s_pos, stab_pos, drop_pos = share(r_pos, z + g * p, eps)
+        s_neg, stab_neg, drop_neg = share(r_neg, z + g * (z - p), eps)
         wp = layer.weight_pos
         diff = layer.transpose(s_pos - s_neg, x.shape, wp)
         if nonneg:
@@ -266,10 +294,8 @@ class Gamma(AffineRule):
             bias_part = _bias_part(layer, s_pos, bias + g * bias.clamp(min=0)) + _bias_part(
                 layer, s_neg, bias + g * bias.clamp(max=0)
             )
-        stab = psum(s_pos * (den_pos - z_pos)) + psum(s_neg * (den_neg - z_neg))
-        lost = (z == 0) | ((z > 0) & (den_pos == 0)) | ((z < 0) & (den_neg == 0))
-        dropped = psum(torch.where(lost, relevance, zero))
-        return r_in, Absorbed(bias_part, stab, dropped)
+        dropped = psum(torch.where(z == 0, relevance, zero)) + drop_pos + drop_neg
+        return r_in, Absorbed(bias_part, stab_pos + stab_neg, dropped)
 
 
 class ZBox(AffineRule):
@@ -308,13 +334,9 @@ class ZBox(AffineRule):
 
         xw = z if bias is None else z - layer.bias_view(bias, z.ndim)
         zb = xw - (layer.cached(key, offset) if low.shape[0] == 1 and high.shape[0] == 1 else offset())
-        den = stabilize(zb, self.stabilizer)
-        s = divide(relevance, den, self.stabilizer)
+        s, stab, dropped = share(relevance, zb, self.stabilizer)
         r_in = (x - high) * layer.transpose(s, x.shape) + (high - low) * layer.transpose(s, x.shape, wp)
-        n = z.shape[0]
-        return r_in, Absorbed(
-            _zeros(n, z.device), psum(s * (den - zb)), _dropped(relevance, den, self.stabilizer)
-        )
+        return r_in, Absorbed(_zeros(z.shape[0], z.device), stab, dropped)
 
 
 class _UnitInput(AffineRule):
@@ -333,12 +355,9 @@ class _UnitInput(AffineRule):
         w, b = self._weights(layer, bias)
         key = (self.name, x.shape[1:], b is not None)
         zu = layer.cached(key, lambda: layer.forward(x.new_ones(1, *x.shape[1:]), w, b))
-        den = stabilize(zu, self.stabilizer)
-        s = divide(relevance, den, self.stabilizer)
+        s, stab, dropped = share(relevance, zu.expand_as(relevance), self.stabilizer)
         r_in = layer.transpose(s, x.shape, w).expand(x.shape)
-        return r_in, Absorbed(
-            _bias_part(layer, s, b), psum(s * (den - zu)), _dropped(relevance, den.expand_as(s), self.stabilizer)
-        )
+        return r_in, Absorbed(_bias_part(layer, s, b), stab, dropped)
 
 
 class Flat(_UnitInput):
