@@ -71,11 +71,14 @@ def _bias_part(layer: Affine, s: Tensor, bias: Tensor | None) -> Tensor:
     """Per-image ``Σ_k s_k b_k`` (the bias broadcast over positions): one reduction, no product tensor."""
     if bias is None:
         return _zeros(s.shape[0], s.device)
+    return (_channel_sums(layer, s) * bias.double()).sum(1)
+
+
+def _channel_sums(layer: Affine, t: Tensor) -> Tensor:
+    """Per-image, per-output-channel sums ``(N, C)`` in float64 (the axes a bias broadcasts over)."""
     if layer.kind == "linear":
-        per_channel = s.reshape(s.shape[0], -1, s.shape[-1]).sum(1)
-    else:
-        per_channel = s.reshape(s.shape[0], s.shape[1], -1).sum(2)
-    return (per_channel.double() * bias.double()).sum(1)
+        return t.reshape(t.shape[0], -1, t.shape[-1]).sum(1).double()
+    return t.reshape(t.shape[0], t.shape[1], -1).sum(2).double()
 
 
 class Rule(ABC):
@@ -177,7 +180,7 @@ class Epsilon(AffineRule):
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
         s, stab, dropped = share(relevance, z, self.epsilon)
-        r_in = x * layer.transpose(s, x.shape)
+        r_in = layer.transpose(s, x.shape).mul_(x)
         return r_in, Absorbed(_bias_part(layer, s, bias), stab, dropped)
 
 
@@ -207,7 +210,7 @@ class ZPlus(AffineRule):
         s, stab, dropped = share(relevance, p, self.stabilizer)
         wp = layer.weight_pos
         if nonneg:
-            r_in = x * layer.transpose(s, x.shape, wp)
+            r_in = layer.transpose(s, x.shape, wp).mul_(x)
         else:
             wn = layer.cached("w-", lambda: layer.weight - wp)
             r_in = x.clamp(min=0) * layer.transpose(s, x.shape, wp) + x.clamp(max=0) * layer.transpose(
@@ -242,9 +245,9 @@ class AlphaBeta(AffineRule):
         s_p, stab_p, drop_p = share(relevance, p, eps)
         s_n, stab_n, drop_n = share(relevance, n, eps)
         wp = layer.weight_pos
-        mixed = layer.transpose(a * s_p + b * s_n, x.shape, wp)
+        mixed = layer.transpose(torch.add(s_p, s_n, alpha=b / a).mul_(a), x.shape, wp)
         if nonneg:
-            r_in = x * (mixed - b * layer.transpose(s_n, x.shape))
+            r_in = layer.transpose(s_n, x.shape).mul_(-b).add_(mixed).mul_(x)
         else:
             r_in = x.clamp(min=0) * (mixed - b * layer.transpose(s_n, x.shape)) + x.clamp(max=0) * (
                 a * layer.transpose(s_p, x.shape) - mixed
@@ -275,27 +278,33 @@ class Gamma(AffineRule):
         g, eps = self.gamma, self.stabilizer
         nonneg = _nonneg(x, layer)
         p = _positive_part(layer, x, bias, nonneg)
-        zero = torch.zeros_like(relevance)
-        r_pos = torch.where(z > 0, relevance, zero)
-        r_neg = torch.where(z < 0, relevance, zero)
-        s_pos, stab_pos, drop_pos = share(r_pos, z + g * p, eps)
-        s_neg, stab_neg, drop_neg = share(r_neg, z + g * (z - p), eps)
-        wp = layer.weight_pos
-        diff = layer.transpose(s_pos - s_neg, x.shape, wp)
+        pos = z > 0
+        # one denominator for both cases: z + γp where z > 0, z + γ(z − p) = z + γn where z < 0
+        den = torch.where(pos, p, z - p).mul_(g).add_(z)
+        zero_out = z == 0
+        live = relevance
+        if bool(zero_out.any()):  # outputs exactly zero pass nothing
+            live = torch.where(zero_out, torch.zeros_like(relevance), relevance)
+        s, stab, dropped = share(live, den, eps)
+        if live is not relevance:
+            dropped = dropped + psum(relevance) - psum(live)
+        a1 = torch.where(pos, s, s * (1 + g))  # s⁺ + (1+γ)s⁻
+        a2 = torch.where(pos, s, -s)  # s⁺ − s⁻
+        diff = layer.transpose(a2, x.shape, layer.weight_pos)
         if nonneg:
-            r_in = x * (layer.transpose(s_pos + (1 + g) * s_neg, x.shape) + g * diff)
+            r_in = layer.transpose(a1, x.shape).add_(diff, alpha=g).mul_(x)
         else:
-            r_in = x.clamp(min=0) * (layer.transpose(s_pos + (1 + g) * s_neg, x.shape) + g * diff) + x.clamp(
-                max=0
-            ) * (layer.transpose((1 + g) * s_pos + s_neg, x.shape) - g * diff)
+            a3 = torch.where(pos, s * (1 + g), s)  # (1+γ)s⁺ + s⁻
+            r_in = layer.transpose(a1, x.shape).add_(diff, alpha=g).mul_(x.clamp(min=0))
+            r_in += layer.transpose(a3, x.shape).sub_(diff, alpha=g).mul_(x.clamp(max=0))
         if bias is None:
             bias_part = _zeros(z.shape[0], z.device)
         else:
-            bias_part = _bias_part(layer, s_pos, bias + g * bias.clamp(min=0)) + _bias_part(
-                layer, s_neg, bias + g * bias.clamp(max=0)
-            )
-        dropped = psum(torch.where(z == 0, relevance, zero)) + drop_pos + drop_neg
-        return r_in, Absorbed(bias_part, stab_pos + stab_neg, dropped)
+            total, signed = _channel_sums(layer, s), _channel_sums(layer, a2)
+            s_pos, s_neg = (total + signed) / 2, (total - signed) / 2
+            b = bias.double()
+            bias_part = (s_pos * (b + g * b.clamp(min=0)) + s_neg * (b + g * b.clamp(max=0))).sum(1)
+        return r_in, Absorbed(bias_part, stab, dropped)
 
 
 class ZBox(AffineRule):

@@ -186,3 +186,18 @@ def test_float32_matches_float64_reference() -> None:
         got, _ = rule.propagate(layer32, x.float(), z.float(), r.float(), layer32.bias)
         want = reference(rule, layer64, x, r, layer64.bias)
         torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+
+
+def test_gamma_drops_relevance_at_outputs_that_are_exactly_zero() -> None:
+    lin = torch.nn.Linear(4, 3).to(DT)
+    with torch.no_grad():
+        lin.weight[1] = 0.0
+        lin.bias[1] = 0.0  # output 1 is exactly zero for every input
+    layer = from_module(lin)
+    x = torch.rand(2, 4, dtype=DT)
+    z = layer.forward(x, None, layer.bias)
+    r = torch.ones_like(z)
+    rule = Gamma(0.25)
+    got, absorbed = rule.propagate(layer, x, z, r, layer.bias)
+    torch.testing.assert_close(got, reference(rule, layer, x, r, layer.bias))
+    torch.testing.assert_close(absorbed.dropped, torch.ones(2, dtype=DT))  # R of the zero output, per image
