@@ -39,11 +39,8 @@ def psum(t: Tensor) -> Tensor:
 
 
 def pdot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-image ``Σ a·b`` (float64 result) without materialising the product when shapes match."""
-    if a.shape != b.shape:
-        return psum(a * b)
-    n = a.shape[0]
-    return torch.bmm(a.reshape(n, 1, -1), b.reshape(n, -1, 1)).reshape(n).double()
+    """Per-image ``Σ a·b`` (float64 result); an element-wise product and a sum is ~15× faster than bmm on CPU."""
+    return psum(a * b)
 
 
 def share(r: Tensor, z: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -54,7 +51,9 @@ def share(r: Tensor, z: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]
         zero = z == 0
         s = torch.where(zero, torch.zeros_like(r), r / torch.where(zero, torch.ones_like(z), z))
         return s, _zeros(n, r.device), psum(torch.where(zero, r, torch.zeros_like(r)))
-    shift = torch.where(z >= 0, _scalar(epsilon, z), _scalar(-epsilon, z))
+    # ε·sign(z) with sign(0) = +1 (copysign: −0.0 counts as negative, which changes no result since
+    # such an output carries no relevance); torch.where is several times slower on CPU
+    shift = torch.copysign(_scalar(epsilon, z), z)
     s = r / (z + shift)
     return s, pdot(s, shift), _zeros(n, r.device)
 
@@ -278,23 +277,24 @@ class Gamma(AffineRule):
         g, eps = self.gamma, self.stabilizer
         nonneg = _nonneg(x, layer)
         p = _positive_part(layer, x, bias, nonneg)
-        pos = z > 0
-        # one denominator for both cases: z + γp where z > 0, z + γ(z − p) = z + γn where z < 0
-        den = torch.where(pos, p, z - p).mul_(g).add_(z)
-        zero_out = z == 0
+        # one denominator for both cases, selected by sign(z) with arithmetic (no torch.where, slow on
+        # CPU): z + γp where z > 0, z + γ(z − p) = z + γn where z < 0; q = 2p or 2(z − p) accordingly
+        sgn = torch.sign(z)
+        q = torch.addcmul(z, sgn, torch.sub(p, z, alpha=0.5).mul_(2))  # z + sign(z)·(2p − z)
+        den = torch.add(z, q, alpha=g / 2)
         live = relevance
-        if bool(zero_out.any()):  # outputs exactly zero pass nothing
-            live = torch.where(zero_out, torch.zeros_like(relevance), relevance)
+        if bool((z == 0).any()):  # outputs exactly zero pass nothing
+            live = relevance * sgn.abs()
         s, stab, dropped = share(live, den, eps)
         if live is not relevance:
             dropped = dropped + psum(relevance) - psum(live)
-        a1 = torch.where(pos, s, s * (1 + g))  # s⁺ + (1+γ)s⁻
-        a2 = torch.where(pos, s, -s)  # s⁺ − s⁻
+        a1 = s * sgn.mul(-g / 2).add_(1 + g / 2)  # s⁺ + (1+γ)s⁻
+        a2 = s * sgn  # s⁺ − s⁻
         diff = layer.transpose(a2, x.shape, layer.weight_pos)
         if nonneg:
             r_in = layer.transpose(a1, x.shape).add_(diff, alpha=g).mul_(x)
         else:
-            a3 = torch.where(pos, s * (1 + g), s)  # (1+γ)s⁺ + s⁻
+            a3 = s * sgn.mul(g / 2).add_(1 + g / 2)  # (1+γ)s⁺ + s⁻
             r_in = layer.transpose(a1, x.shape).add_(diff, alpha=g).mul_(x.clamp(min=0))
             r_in += layer.transpose(a3, x.shape).sub_(diff, alpha=g).mul_(x.clamp(max=0))
         if bias is None:
