@@ -74,7 +74,7 @@ def zennit_composite(name: str, canonizers: list) -> Any:
     if name == "epsilon_plus_flat":
         return EpsilonPlusFlat(canonizers=canonizers)
     if name == "epsilon_gamma_box":
-        return EpsilonGammaBox(low=LOW, high=HIGH, canonizers=canonizers)
+        return EpsilonGammaBox(low=LOW.double(), high=HIGH.double(), canonizers=canonizers)
     return EpsilonAlpha2Beta1(canonizers=canonizers)
 
 
@@ -120,7 +120,7 @@ class Methods:
         ex = self._ours.get(composite)
         if ex is None:
             ex = self._ours[composite] = lrpcli.Explainer(
-                self.model, composite, precision="model", low=LOW.to(self.x.device), high=HIGH.to(self.x.device)
+                self.model, composite, precision="model", low=LOW.to(self.x), high=HIGH.to(self.x)
             )
         return ex(self.x, self.targets).relevance
 
@@ -172,13 +172,31 @@ def time_all(methods: dict[str, Callable[[], torch.Tensor]], reps: int, device: 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def check_agreement(m: Methods) -> dict[str, float]:
-    """max|ours − Zennit| / max|Zennit| per composite (worst image)."""
+def check_agreement(m: Methods) -> dict[str, str]:
+    """max|ours − Zennit| / max|Zennit| per composite (worst image), as printed.
+
+    Where float32 results differ by more than 1e-4 of max|R| (αβ and ε amplify rounding on some
+    inputs), both engines are re-run in float64 on those images: they must then agree to 1e-8,
+    which shows the float32 gap is rounding, not a different rule. Anything else fails.
+    """
     out = {}
+    if m.model_name not in ("vgg16", "resnet50"):
+        # Zennit ships canonizers for VGG and ResNet only; elsewhere its functional additions get
+        # no sum rule, so it computes a different (not conservative) explanation
+        return {c: "n/a (no Zennit canonizer)" for c in COMPOSITES}
     for c in COMPOSITES:
         ours, theirs = m.ours(c), m.zennit(c)
         diff = (ours - theirs).abs().flatten(1).max(1).values / theirs.abs().flatten(1).max(1).values
-        out[c] = float(diff.max())
+        worst = float(diff.max())
+        if worst <= 1e-4:
+            out[c] = f"{worst:.1e}"
+            continue
+        rows = (diff > 1e-4).nonzero().flatten()
+        twin = Methods(m.model_name, copy.deepcopy(m.model).double(), m.x[rows].double(), m.targets[rows])
+        o64, z64 = twin.ours(c), twin.zennit(c)
+        d64 = float(((o64 - z64).abs().flatten(1).max(1).values / z64.abs().flatten(1).max(1).values).max())
+        assert d64 <= 1e-8, f"{m.model_name} {c}: ours differs from Zennit by {worst:.3g} (float32), {d64:.3g} (float64)"
+        out[c] = f"{worst:.1e} (f64 {d64:.0e})"
     return out
 
 
@@ -260,9 +278,6 @@ def main() -> None:
             targets = model(x).argmax(1)
         m = Methods(name, model, x, targets)
         agreement = check_agreement(m)
-        for c, d in agreement.items():
-            tol = 1e-4 if c != "epsilon" else 1e-2
-            assert d <= tol, f"{name} {c}: ours differs from Zennit by {d:.3g} of max|R| (> {tol})"
         table = m.table()
         med = time_all(table, args.reps, args.device)
         mem = {}
@@ -279,7 +294,7 @@ def main() -> None:
             json.dump(results, f, indent=2)
 
 
-def print_model(name: str, med: dict[str, float], agreement: dict[str, float], mem: dict[str, float]) -> None:
+def print_model(name: str, med: dict[str, float], agreement: dict[str, str], mem: dict[str, float]) -> None:
     floor = med["floor"]
     print(f"\n## {name}  (forward {med['forward']:.3f}s, floor = forward + input gradient {floor:.3f}s)")
     print("| composite | ours s | ours ÷ floor | Zennit ÷ floor | ours vs Zennit | Captum ÷ floor | "
@@ -295,7 +310,7 @@ def print_model(name: str, med: dict[str, float], agreement: dict[str, float], m
         mem_s = f"{m_o:.0f} / {m_f:.0f} ({m_o / m_f:.2f}×)" if m_o and m_f else "—"
         memz = f"{m_z / m_f:.2f}×" if m_z and m_f else "—"
         print(f"| {c} | {o:.3f} | {o / floor:.2f} | {z / floor:.2f} | {z / o:.2f}× faster | {cap_s} | "
-              f"{agreement[c]:.1e} | {mem_s} | {memz} |")  # fmt: skip
+              f"{agreement[c]} | {mem_s} | {memz} |")  # fmt: skip
     if "captum:epsilon" in mem and "floor" in mem:
         print(f"Captum ε peak: {mem['captum:epsilon']:.0f} MiB ({mem['captum:epsilon'] / mem['floor']:.2f}× floor)")
     sys.stdout.flush()
