@@ -160,6 +160,27 @@ INPLACE_FUNCTIONS = {operator.iadd: operator.add, operator.isub: operator.sub, o
 NON_TENSOR_FUNCTIONS = {getattr, len, operator.floordiv, operator.mod}
 
 
+#: (members, step kind, rule name): how a tensor method or a function is propagated
+METHOD_TABLE: list[tuple[set[Any], str, str]] = [
+    (META_METHODS, "meta", ""), (PASS_METHODS, "pass", "pass"), (MOVE_METHODS, "move", "move"),
+    (MAX_METHODS, "move", "winner_takes_all"), (NORM_METHODS, "norm", "norm"),
+]  # fmt: skip
+FUNCTION_TABLE: list[tuple[set[Any], str, str]] = [
+    (NON_TENSOR_FUNCTIONS, "meta", ""), (ELEMENTWISE_FUNCTIONS, "pass", "pass"), (MOVE_FUNCTIONS, "move", "move"),
+    (MAX_FUNCTIONS, "move", "winner_takes_all"), (NORM_FUNCTIONS, "norm", "norm"),
+]  # fmt: skip
+
+
+def _lookup(key: Any, table: list[tuple[set[Any], str, str]]) -> tuple[str, str] | None:
+    for members, kind, rule in table:
+        try:
+            if key in members:
+                return kind, rule
+        except TypeError:  # unhashable target
+            return None
+    return None
+
+
 def _module_path(node: fx.Node) -> str | None:
     if node.op == "call_module":
         return str(node.target)
@@ -381,16 +402,9 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
         return
     if node.op == "call_method":
         name = str(node.target).rstrip("_")
-        if name in META_METHODS:
-            step.kind = "meta"
-        elif name in PASS_METHODS:
-            step.kind, step.rule_name = "pass", "pass"
-        elif name in MOVE_METHODS:
-            step.kind, step.rule_name = "move", "move"
-        elif name in MAX_METHODS:
-            step.kind, step.rule_name = "move", "winner_takes_all"
-        elif name in NORM_METHODS:
-            step.kind, step.rule_name = "norm", "norm"
+        found = _lookup(name, METHOD_TABLE)
+        if found is not None:
+            step.kind, step.rule_name = found
         elif name in SCALE_METHODS:
             _classify_product(step, node, modules, live_args)
         else:
@@ -400,22 +414,15 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
         return
     # call_function
     fn = INPLACE_FUNCTIONS.get(node.target, node.target)  # type: ignore[call-overload]
+    found = _lookup(fn, FUNCTION_TABLE)
     if fn is operator.getitem:
         src = node.args[0]
         if isinstance(src, fx.Node) and _returns_sequence(src, modules):
             step.kind, step.rule_name = "select", "move"
         else:
             step.kind, step.rule_name = "move", "move"
-    elif fn in NON_TENSOR_FUNCTIONS:
-        step.kind = "meta"
-    elif fn in ELEMENTWISE_FUNCTIONS:
-        step.kind, step.rule_name = "pass", "pass"
-    elif fn in MOVE_FUNCTIONS:
-        step.kind, step.rule_name = "move", "move"
-    elif fn in MAX_FUNCTIONS:
-        step.kind, step.rule_name = "move", "winner_takes_all"
-    elif fn in NORM_FUNCTIONS:
-        step.kind, step.rule_name = "norm", "norm"
+    elif found is not None:
+        step.kind, step.rule_name = found
     elif fn in SCALE_FUNCTIONS:
         _classify_product(step, node, modules, live_args)
     elif fn in (F.linear, F.conv1d, F.conv2d, F.conv3d) and live_args == [0] and not any(

@@ -1,0 +1,104 @@
+"""End-to-end throughput of `lrp explain` against the engine alone, on the same images.
+
+Engine-only: the images are decoded and preprocessed beforehand, then only the explanation
+runs (batches of ``--batch``), in this process. End-to-end: `lrp explain FOLDER` in a
+subprocess (decode, resize, explain, render, write PNGs and the report). The fixed cost of a
+run (interpreter start, model load) is removed by also timing a run over a single image:
+throughput = (N − 1) / (t_N − t_1). Runs alternate (engine, CLI, engine, CLI, ...).
+
+    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(folder: Path, n: int) -> list[Path]:
+    """``n`` JPEG photos of 300–640 px made from crops of the sample images."""
+    sources = sorted(p for p in (ROOT / "sample_images").iterdir() if p.suffix in (".png", ".jpg"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        img = Image.open(sources[i % len(sources)]).convert("RGB")
+        w, h = img.size
+        k = 0.6 + 0.4 * ((i * 7) % 10) / 10
+        box = (int((1 - k) * w * ((i % 3) / 2)), int((1 - k) * h * ((i % 2))), 0, 0)
+        box = (box[0], box[1], box[0] + int(k * w), box[1] + int(k * h))
+        path = folder / f"img_{i:03d}.jpg"
+        img.crop(box).save(path, quality=92)
+        out.append(path)
+    return out
+
+
+def engine_only(paths: list[Path], batch: int) -> float:
+    """Seconds to explain pre-decoded images with the default config's model and composite."""
+    import lrpcli
+    from lrpcli.config import load_config
+    from lrpcli.images import load_image, preprocess
+    from lrpcli.models.registry import load_model
+
+    cfg = load_config(None)
+    model = load_model(cfg.model).module
+    ex = lrpcli.Explainer(model, cfg.rules, ignore_bias=cfg.ignore_bias, **cfg.composite_options())
+    tensors = [preprocess(load_image(p).image, cfg.preprocess)[0] for p in paths]
+    batches = [torch.stack(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
+    ex(batches[0])  # warm-up
+    t = time.perf_counter()
+    for b in batches:
+        ex(b)
+    return time.perf_counter() - t
+
+
+def cli_run(folder: Path, out: Path, batch: int, workers: int) -> float:
+    cmd = [sys.executable, "-m", "lrpcli", "explain", str(folder), "--out", str(out), "--quiet", "--overwrite",
+           "--batch-size", str(batch), "--workers", str(workers)]  # fmt: skip
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="lrp-bench-"))
+    try:
+        paths = make_images(tmp / "many", args.images)
+        one = tmp / "one"
+        one.mkdir()
+        shutil.copy(paths[0], one / paths[0].name)
+        eng, full, single = [], [], []
+        for _ in range(args.reps):
+            eng.append(engine_only(paths, args.batch))
+            single.append(cli_run(one, tmp / "out1", args.batch, args.workers))
+            full.append(cli_run(tmp / "many", tmp / "out", args.batch, args.workers))
+        n = args.images
+        e_rate = n / statistics.median(eng)
+        c_rate = (n - 1) / (statistics.median(full) - statistics.median(single))
+        print(f"images: {n}, batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}")
+        print(f"engine only : {e_rate:.2f} images/s  (median {statistics.median(eng):.2f} s)")
+        print(f"lrp explain : {c_rate:.2f} images/s  (median {statistics.median(full):.2f} s for {n}, "
+              f"{statistics.median(single):.2f} s for 1)")  # fmt: skip
+        print(f"end-to-end ÷ engine-only: {c_rate / e_rate:.2f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
