@@ -36,6 +36,7 @@ __all__ = [
     "dumps_entry",
     "json_safe",
     "jsonl_line",
+    "pretty_json",
 ]
 
 SCHEMA_VERSION = 1
@@ -43,7 +44,7 @@ SCHEMA_VERSION = 1
 
 REPORT_KIND = "lrpcli.report"
 
-_STEPS_PLACEHOLDER = "\u0000steps\u0000"
+_INLINE_WIDTH = 100
 
 
 def json_safe(value: Any) -> Any:
@@ -72,33 +73,52 @@ def jsonl_line(entry: Mapping[str, Any]) -> str:
     return json.dumps(json_safe(entry), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _indent(text: str, spaces: int) -> str:
-    pad = " " * spaces
-    return "\n".join(pad + line if line else line for line in text.split("\n"))
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
-def dumps_entry(entry: Mapping[str, Any], indent: int = 0) -> str:
-    """Pretty JSON for one image entry; the ledger's steps are written one per line."""
-    data = json_safe(entry)
-    ledger = data.get("ledger") if isinstance(data, dict) else None
-    steps = ledger.get("steps") if isinstance(ledger, dict) else None
-    if isinstance(steps, list):
-        ledger["steps"] = _STEPS_PLACEHOLDER
-    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    if isinstance(steps, list):
-        token = json.dumps(_STEPS_PLACEHOLDER)
-        line_start = text.rfind("\n", 0, text.index(token)) + 1
-        depth = len(text[line_start:]) - len(text[line_start:].lstrip(" "))
-        if steps:
-            rows = ",\n".join(
-                " " * (depth + 2) + json.dumps(s, ensure_ascii=False, allow_nan=False)
-                for s in steps
-            )
-            rendered = "[\n" + rows + "\n" + " " * depth + "]"
-        else:
-            rendered = "[]"
-        text = text.replace(token, rendered, 1)
-    return _indent(text, indent)
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+def pretty_json(value: Any, level: int = 0) -> str:
+    """JSON with 2-space indentation that keeps small things on one line.
+
+    Lists and mappings of scalars that fit in about 100 characters, and mappings of scalars
+    that are list items (ledger steps, top-k rows, layers) whatever their length, are written
+    on one line each; everything else is expanded.
+    """
+    pad = "  " * (level + 1)
+    end = "  " * level
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        if level > 0 and all(_scalar(v) for v in value.values()):
+            text = _compact(value)
+            if len(text) <= _INLINE_WIDTH:
+                return text
+        items = [f"{pad}{json.dumps(str(k), ensure_ascii=False)}: {pretty_json(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + end + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        if all(_scalar(v) for v in value):
+            text = _compact(value)
+            if len(text) <= _INLINE_WIDTH:
+                return text
+        rows = []
+        for v in value:
+            if isinstance(v, dict) and all(_scalar(x) or (isinstance(x, list) and all(_scalar(y) for y in x)) for x in v.values()):
+                rows.append(pad + _compact(v))
+            else:
+                rows.append(pad + pretty_json(v, level + 1))
+        return "[\n" + ",\n".join(rows) + "\n" + end + "]"
+    return _compact(value)
+
+
+def dumps_entry(entry: Mapping[str, Any], level: int = 0) -> str:
+    """Pretty JSON for one image entry (see :func:`pretty_json`), indented for ``level``."""
+    return "  " * level + pretty_json(json_safe(entry), level)
 
 
 class ReportWriter:
@@ -130,7 +150,7 @@ class ReportWriter:
         """Append one image entry (``status`` ``ok`` or ``error``) and update the totals."""
         if self._count:
             self._spool.write(",\n")
-        self._spool.write(dumps_entry(entry, indent=4))
+        self._spool.write(dumps_entry(entry, level=2))
         self._count += 1
         if entry.get("warnings"):
             self.with_warnings += 1
@@ -208,7 +228,7 @@ class ReportWriter:
             "run": json_safe(self.run),
             "summary": json_safe(self.summary),
         }
-        head_text = json.dumps(head, indent=2, ensure_ascii=False, allow_nan=False)
+        head_text = pretty_json(head)
         assert head_text.endswith("\n}")
         opening = head_text[: -len("\n}")] + ',\n  "images": ['
 

@@ -1,0 +1,504 @@
+"""The batch loop of ``lrp explain``: load → explain → render/write, overlapped.
+
+* Decoding and preprocessing run in a thread pool; the next batches are prefetched while the
+  current one is explained.
+* Heatmap/overlay rendering and the (atomic) file writes run in a second thread pool, so the
+  model never waits on the disk; at most a bounded number of images are in flight, so memory
+  stays flat.
+* Results are handed to a callback one image at a time, in input order, as soon as an image
+  (and every image before it) is finished; nothing is kept afterwards.
+* A ``stop`` event (set by the CLI's SIGINT/SIGTERM handler) ends the run between batches;
+  images already being written are finished, so no partial output file is ever left behind.
+
+Also here: where each input's outputs go (:func:`plan_outputs`) and the checks that they stay
+inside the output folder and never replace an input.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrpcli.config import RenderSettings
+from lrpcli.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageInput,
+    ImageLoadError,
+    Preprocess,
+    load_image,
+    preprocess,
+)
+from lrpcli.render import (
+    heatmap_rgb,
+    overlay_rgb,
+    relevance_map,
+    symmetric_scale,
+    write_npy,
+    write_png,
+)
+
+__all__ = [
+    "HEATMAP_SUFFIX",
+    "OVERLAY_SUFFIX",
+    "RELEVANCE_SUFFIX",
+    "REPORT_NAME",
+    "OutputConflict",
+    "OutputPaths",
+    "Pipeline",
+    "RunOutcome",
+    "RunSettings",
+    "drop_previous_outputs",
+    "output_paths",
+    "plan_outputs",
+]
+
+HEATMAP_SUFFIX = ".heatmap.png"
+OVERLAY_SUFFIX = ".overlay.png"
+RELEVANCE_SUFFIX = ".relevance.npy"
+REPORT_NAME = "report.json"
+_PREFETCH_BATCHES = 2
+
+
+# --------------------------------------------------------------------------- output planning
+
+
+class OutputConflict(Exception):
+    """The planned outputs are unsafe or already exist (a usage error: nothing was written)."""
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one input's outputs go."""
+
+    heatmap: Path
+    overlay: Path
+    relevance: Path | None = None
+
+    def all(self) -> list[Path]:
+        paths = [self.heatmap, self.overlay]
+        if self.relevance is not None:
+            paths.append(self.relevance)
+        return paths
+
+
+def output_paths(out_dir: Path, rel: Path, *, save_npy: bool = False) -> OutputPaths:
+    """``OUT/REL-without-extension`` + ``.heatmap.png`` / ``.overlay.png`` / ``.relevance.npy``."""
+    stem = Path(out_dir) / rel.parent / (rel.stem if rel.suffix else rel.name)
+    return OutputPaths(
+        heatmap=stem.with_name(stem.name + HEATMAP_SUFFIX),
+        overlay=stem.with_name(stem.name + OVERLAY_SUFFIX),
+        relevance=stem.with_name(stem.name + RELEVANCE_SUFFIX) if save_npy else None,
+    )
+
+
+def _real(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def drop_previous_outputs(
+    inputs: Sequence[ImageInput], out_dir: Path, *, keep: Sequence[str | Path] = ()
+) -> tuple[list[ImageInput], list[ImageInput]]:
+    """Split off inputs that are earlier results of this tool inside ``out_dir``.
+
+    Scanning a folder that contains the output folder would otherwise explain old heatmaps
+    (and then refuse to overwrite them, as they would be inputs). Files named in ``keep`` (the
+    files given explicitly on the command line) are never dropped. Returns ``(kept, dropped)``.
+    """
+    out_real = _real(out_dir)
+    explicit = {_real(Path(p)) for p in keep}
+    kept: list[ImageInput] = []
+    dropped: list[ImageInput] = []
+    for item in inputs:
+        name = item.path.name.lower()
+        real = _real(item.path)
+        if (
+            _inside(real, out_real)
+            and name.endswith((HEATMAP_SUFFIX, OVERLAY_SUFFIX))
+            and real not in explicit
+        ):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    return kept, dropped
+
+
+def plan_outputs(
+    inputs: Sequence[ImageInput],
+    out_dir: Path,
+    *,
+    save_npy: bool = False,
+    overwrite: bool = False,
+) -> list[OutputPaths]:
+    """Output paths for every input, after checking that writing them is safe.
+
+    Raises :class:`OutputConflict` when the output folder is not a folder, an output would
+    resolve outside it (through a symbolic link), would replace an input file, or (without
+    ``overwrite``) already exists, naming the first such path. Nothing is written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputConflict(f"--out {out_dir}: exists and is not a folder")
+    out_real = _real(out_dir)
+    input_reals = {_real(item.path) for item in inputs}
+    report = out_dir / REPORT_NAME
+    plans = [output_paths(out_dir, item.rel, save_npy=save_npy) for item in inputs]
+    seen: dict[str, Path] = {}
+    checked_parents: dict[Path, str] = {}
+    for path in [p for plan in plans for p in plan.all()] + [report]:
+        parent = path.parent
+        parent_real = checked_parents.get(parent)
+        if parent_real is None:
+            parent_real = _real(parent)
+            checked_parents[parent] = parent_real
+        real = os.path.join(parent_real, os.path.normcase(path.name))
+        if not _inside(real, out_real) or (os.path.islink(path) and not _inside(_real(path), out_real)):
+            raise OutputConflict(
+                f"refusing to write {path}: it resolves to {real}, outside the output folder "
+                f"{out_dir} (a symbolic link?); choose another --out"
+            )
+        if real in input_reals or _real(path) in input_reals:
+            raise OutputConflict(
+                f"refusing to write {path}: it is one of the input images; "
+                "choose another --out (--overwrite never replaces inputs)"
+            )
+        if real in seen:
+            raise OutputConflict(f"two outputs would be written to {path}; rename one of the inputs")
+        seen[real] = path
+        if not overwrite and os.path.lexists(path):
+            raise OutputConflict(
+                f"{path} already exists; pass --overwrite to replace existing outputs, "
+                "or choose another --out"
+            )
+    return plans
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class RunSettings:
+    """Everything the loop needs besides the explainer."""
+
+    preprocess: Preprocess
+    render: RenderSettings = field(default_factory=RenderSettings)
+    batch_size: int = 8
+    workers: int = 2
+    target: int | None = None
+    top_k: int = 5
+    save_npy: bool = False
+    fail_fast: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ledger_steps: bool = True
+
+
+@dataclass
+class RunOutcome:
+    """How the loop ended."""
+
+    processed: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    stopped_early: bool = False
+
+
+@dataclass
+class _Prepared:
+    tensor: torch.Tensor | None = None
+    crop: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+    load_s: float = 0.0
+    error: str | None = None
+
+
+class _Ordered:
+    """Hands entries to ``emit`` in input order once their output files are written."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.emit = emit
+        self.queue: deque[tuple[dict[str, Any], Future[dict[str, Any]] | None]] = deque()
+
+    def add(self, entry: dict[str, Any], future: Future[dict[str, Any]] | None = None) -> None:
+        self.queue.append((entry, future))
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def sort(self) -> None:
+        """Restore input order after a batch added its error entries last."""
+        self.queue = deque(sorted(self.queue, key=lambda pair: int(pair[0]["index"])))
+
+    def has_error(self) -> bool:
+        return any(entry.get("status") != "ok" for entry, _ in self.queue)
+
+    def drain(self, *, block: bool, keep: int = 0) -> None:
+        """Emit finished entries from the front; with ``block``, wait until ``keep`` remain."""
+        while len(self.queue) > keep:
+            entry, future = self.queue[0]
+            if future is not None and not future.done() and not block:
+                return
+            self.queue.popleft()
+            if future is not None:
+                _merge_written(entry, future)
+            self.emit(entry)
+
+
+def _merge_written(entry: dict[str, Any], future: Future[dict[str, Any]]) -> None:
+    try:
+        written = future.result()
+    except Exception as exc:  # disk full, permission denied, ...
+        entry["status"] = "error"
+        entry["error"] = f"cannot write outputs: {type(exc).__name__}: {exc}"
+        return
+    entry["outputs"] = written["outputs"]
+    entry["render"] = written["render"]
+    timing = entry["timing"]
+    timing["write_s"] = written["write_s"]
+    timing["total_s"] = timing.get("load_s", 0.0) + timing.get("explain_s", 0.0) + written["write_s"]
+
+
+def _error_entry(index: int, item: ImageInput, message: str, prepared: _Prepared | None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "input": item.path.as_posix(),
+        "rel": item.rel.as_posix(),
+        "status": "error",
+        "error": message,
+        "warnings": list(prepared.warnings) if prepared else [],
+        "timing": {"load_s": prepared.load_s if prepared else 0.0},
+    }
+
+
+class Pipeline:
+    """Explain images batch by batch with an :class:`lrpcli.Explainer` and write the outputs."""
+
+    def __init__(
+        self,
+        explainer: Any,
+        categories: Sequence[str],
+        settings: RunSettings,
+        *,
+        out_dir: Path,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.explainer = explainer
+        self.categories = list(categories)
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.device = torch.device(device)
+
+    # -- stages -------------------------------------------------------------------------------
+    def _load(self, item: ImageInput) -> _Prepared:
+        start = time.perf_counter()
+        try:
+            loaded = load_image(item.path, max_pixels=self.settings.max_pixels)
+            tensor, crop = preprocess(loaded.image, self.settings.preprocess)
+            size = loaded.image.size
+            loaded.image.close()
+            return _Prepared(tensor, crop, size, loaded.warnings, time.perf_counter() - start)
+        except ImageLoadError as exc:
+            return _Prepared(error=exc.reason, load_s=time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
+            reason = f"unexpected error while loading ({type(exc).__name__}: {exc})"
+            return _Prepared(error=reason, load_s=time.perf_counter() - start)
+
+    def _write(self, relevance: np.ndarray, crop: np.ndarray, paths: OutputPaths) -> dict[str, Any]:
+        start = time.perf_counter()
+        render = self.settings.render
+        rmap = relevance_map(relevance)
+        scale = symmetric_scale(rmap, render.percentile)
+        write_png(paths.heatmap, heatmap_rgb(rmap, cmap=render.cmap, scale=scale))
+        write_png(
+            paths.overlay,
+            overlay_rgb(crop, rmap, cmap=render.cmap, scale=scale, max_alpha=render.overlay_alpha),
+        )
+        outputs = {"heatmap": self._rel(paths.heatmap), "overlay": self._rel(paths.overlay)}
+        if paths.relevance is not None:
+            write_npy(paths.relevance, np.ascontiguousarray(relevance, dtype=np.float32))
+            outputs["relevance"] = self._rel(paths.relevance)
+        return {
+            "outputs": outputs,
+            "render": {"cmap": render.cmap, "vmax": scale.vmax, "scale": scale.method},
+            "write_s": time.perf_counter() - start,
+        }
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()
+
+    # -- loop ---------------------------------------------------------------------------------
+    def run(
+        self,
+        inputs: Sequence[ImageInput],
+        outputs: Sequence[OutputPaths],
+        emit: Callable[[dict[str, Any]], None],
+        stop: threading.Event | None = None,
+    ) -> RunOutcome:
+        """Process ``inputs`` (with their planned ``outputs``); ``emit`` gets each entry in order."""
+        stop = stop or threading.Event()
+        s = self.settings
+        outcome = RunOutcome()
+
+        def counted(entry: dict[str, Any]) -> None:
+            outcome.processed += 1
+            if entry.get("status") != "ok":
+                outcome.failed += 1
+            emit(entry)
+
+        order = _Ordered(counted)
+        n = len(inputs)
+        bs = max(1, s.batch_size)
+        batches = [range(i, min(i + bs, n)) for i in range(0, n, bs)]
+        max_pending = 2 * bs + 2 * max(1, s.workers)
+        loaders = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-load")
+        writers = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-write")
+        queued: deque[tuple[range, list[Future[_Prepared]]]] = deque()
+        next_batch = 0
+
+        def prefetch() -> None:
+            nonlocal next_batch
+            while len(queued) <= _PREFETCH_BATCHES and next_batch < len(batches):
+                indexes = batches[next_batch]
+                next_batch += 1
+                queued.append((indexes, [loaders.submit(self._load, inputs[i]) for i in indexes]))
+
+        try:
+            prefetch()
+            while queued:
+                if stop.is_set():
+                    outcome.interrupted = True
+                    break
+                indexes, futures = queued.popleft()
+                prefetch()
+                prepared = [f.result() for f in futures]
+                if stop.is_set():
+                    outcome.interrupted = True
+                    break
+                ready: list[tuple[int, _Prepared]] = []
+                errors: list[dict[str, Any]] = []
+                for i, prep in zip(indexes, prepared):
+                    if prep.error is None:
+                        ready.append((i, prep))
+                        continue
+                    errors.append(_error_entry(i, inputs[i], prep.error, prep))
+                    if s.fail_fast:  # images after the first failure are not processed
+                        outcome.stopped_early = True
+                        break
+                if ready:
+                    self._explain_batch(ready, inputs, outputs, order, writers)
+                for entry in errors:
+                    order.add(entry)
+                order.sort()
+                order.drain(block=False)
+                order.drain(block=True, keep=max_pending)
+                if s.fail_fast and (outcome.failed or order.has_error()):
+                    outcome.stopped_early = True
+                    break
+            order.drain(block=True)
+        finally:
+            for _, futures in queued:
+                for f in futures:
+                    f.cancel()
+            loaders.shutdown(wait=True, cancel_futures=True)
+            writers.shutdown(wait=True)  # never leave a half-written file behind
+            try:
+                order.drain(block=True)
+            except Exception:  # noqa: BLE001 - already failing; keep the first error
+                pass
+        return outcome
+
+    def _explain_batch(
+        self,
+        ready: list[tuple[int, _Prepared]],
+        inputs: Sequence[ImageInput],
+        outputs: Sequence[OutputPaths],
+        order: _Ordered,
+        writers: ThreadPoolExecutor,
+    ) -> None:
+        s = self.settings
+        start = time.perf_counter()
+        try:
+            batch = torch.stack([p.tensor for _, p in ready]).to(self.device)  # type: ignore[misc]
+            explanation = self.explainer(batch, s.target)
+            relevance = explanation.relevance.detach().to("cpu", torch.float32)
+            logits = explanation.logits.detach().to("cpu", torch.float64)
+            targets = explanation.targets.detach().cpu().tolist()
+            ledger = explanation.ledger
+            conservation = ledger.conservation_error().detach().cpu().tolist()
+            ledgers = [ledger.image(j, steps=s.ledger_steps) for j in range(len(ready))]
+            del explanation, batch
+        except Exception as exc:  # noqa: BLE001 - report it for these images and go on
+            message = f"explanation failed ({type(exc).__name__}: {exc})"
+            for i, prep in ready:
+                order.add(_error_entry(i, inputs[i], message, prep))
+            return
+        explain_s = (time.perf_counter() - start) / len(ready)
+        probs = torch.softmax(logits, dim=1)
+        k = min(max(1, s.top_k), probs.shape[1])
+        top_p, top_i = probs.topk(k, dim=1)
+        flat = relevance.flatten(1).to(torch.float64)
+        positive = flat.clamp(min=0).sum(1).tolist()
+        negative = flat.clamp(max=0).sum(1).tolist()
+        for j, (i, prep) in enumerate(ready):
+            item = inputs[i]
+            target = int(targets[j])
+            led = ledgers[j]
+            f_x = led["f_x"]
+            cons = conservation[j]
+            entry: dict[str, Any] = {
+                "index": i,
+                "input": item.path.as_posix(),
+                "rel": item.rel.as_posix(),
+                "status": "ok",
+                "error": None,
+                "outputs": {},
+                "image": {"width": prep.size[0], "height": prep.size[1]} if prep.size else None,
+                "warnings": list(prep.warnings),
+                "top_k": [
+                    {
+                        "index": int(c),
+                        "label": self._label(int(c)),
+                        "probability": float(p),
+                        "logit": float(logits[j, int(c)]),
+                    }
+                    for p, c in zip(top_p[j].tolist(), top_i[j].tolist())
+                ],
+                "target": {
+                    "index": target,
+                    "label": self._label(target),
+                    "source": "predicted" if s.target is None else "requested",
+                    "probability": float(probs[j, target]),
+                },
+                "f_x": f_x,
+                "relevance": {
+                    "sum": led["sum_pixels"],
+                    "positive": positive[j],
+                    "negative": negative[j],
+                },
+                "conservation": {
+                    "error": cons,
+                    "relative_error": cons / abs(f_x) if f_x else None,
+                },
+                "ledger": led,
+                "timing": {"load_s": prep.load_s, "explain_s": explain_s},
+            }
+            future = writers.submit(self._write, relevance[j].numpy(), prep.crop, outputs[i])
+            order.add(entry, future)
+
+    def _label(self, index: int) -> str:
+        if 0 <= index < len(self.categories):
+            return self.categories[index]
+        return f"class {index}"

@@ -1,0 +1,326 @@
+"""Tests for lrpcli.pipeline: output planning and the overlapped batch loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from lrpcli import Explainer
+from lrpcli.images import ImageInput, Preprocess, discover
+from lrpcli.pipeline import (
+    OutputConflict,
+    Pipeline,
+    RunSettings,
+    _Ordered,
+    drop_previous_outputs,
+    output_paths,
+    plan_outputs,
+)
+
+PP = Preprocess(resize=16, crop=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+CATEGORIES = ["apple", "banana", "cherry"]
+
+
+@pytest.fixture(scope="module")
+def explainer() -> Explainer:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()
+    return Explainer(model, "epsilon")
+
+
+def make_images(folder: Path, n: int, bad: tuple[int, ...] = ()) -> list[ImageInput]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = folder / f"img{i:02d}.png"
+        if i in bad:
+            path.write_text("not an image", encoding="utf-8")
+        else:
+            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(path)
+    return discover([str(folder)])
+
+
+def run(
+    explainer: Any,
+    inputs: list[ImageInput],
+    out: Path,
+    stop: threading.Event | None = None,
+    **settings: Any,
+) -> tuple[list[dict[str, Any]], Any]:
+    plans = plan_outputs(inputs, out, save_npy=settings.pop("save_npy", False))
+    entries: list[dict[str, Any]] = []
+    pipe = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, **settings), out_dir=out)
+    outcome = pipe.run(inputs, plans, entries.append, stop)
+    return entries, outcome
+
+
+def leftovers(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_output_paths_mirror_rel(tmp_path: Path) -> None:
+    plan = output_paths(tmp_path, Path("a/b/cat.photo.jpg"), save_npy=True)
+    assert plan.heatmap == tmp_path / "a/b/cat.photo.heatmap.png"
+    assert plan.overlay == tmp_path / "a/b/cat.photo.overlay.png"
+    assert plan.relevance == tmp_path / "a/b/cat.photo.relevance.npy"
+    assert output_paths(tmp_path, Path("noext")).heatmap == tmp_path / "noext.heatmap.png"
+
+
+def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 3)
+    out = tmp_path / "out"
+    plans = plan_outputs(inputs, out)
+    assert plans[1].overlay == out / "imgs" / "img01.overlay.png"
+    plans[1].overlay.parent.mkdir(parents=True)
+    plans[1].overlay.write_bytes(b"old")
+    (out / "report.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(OutputConflict) as info:
+        plan_outputs(inputs, out)
+    assert str(plans[1].overlay) in str(info.value) and "--overwrite" in str(info.value)
+    plans[1].overlay.unlink()
+    with pytest.raises(OutputConflict, match="report.json already exists"):
+        plan_outputs(inputs, out)
+    plan_outputs(inputs, out, overwrite=True)
+
+
+def test_never_over_an_input(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    Image.new("RGB", (4, 4)).save(folder / "a.png")
+    Image.new("RGB", (4, 4)).save(folder / "a.heatmap.png")
+    inputs = discover([str(folder / "a.png"), str(folder / "a.heatmap.png")])
+    with pytest.raises(OutputConflict, match="is one of the input images"):
+        plan_outputs(inputs, folder, overwrite=True)
+
+
+def test_never_outside_out(tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "imgs").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(OutputConflict, match="outside the output folder"):
+        plan_outputs(inputs, out, overwrite=True)
+    (out / "imgs").unlink()
+    (out / "imgs").mkdir()
+    (out / "imgs" / "img00.heatmap.png").symlink_to(elsewhere / "x.png")
+    with pytest.raises(OutputConflict, match="outside the output folder"):
+        plan_outputs(inputs, out, overwrite=True)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_out_must_be_a_folder(tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 1)
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    with pytest.raises(OutputConflict, match="not a folder"):
+        plan_outputs(inputs, tmp_path / "file")
+
+
+def test_drop_previous_outputs(tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 2)
+    out = tmp_path / "imgs" / "out"
+    out.mkdir()
+    Image.new("RGB", (4, 4)).save(out / "img00.heatmap.png")
+    Image.new("RGB", (4, 4)).save(out / "img00.overlay.png")
+    Image.new("RGB", (4, 4)).save(out / "keep.png")
+    kept, dropped = drop_previous_outputs(discover([str(tmp_path / "imgs")]), out)
+    assert sorted(p.path.name for p in dropped) == ["img00.heatmap.png", "img00.overlay.png"]
+    assert sorted(p.path.name for p in kept) == ["img00.png", "img01.png", "keep.png"]
+    kept, dropped = drop_previous_outputs(discover([str(tmp_path / "imgs")]), out, keep=[out / "img00.overlay.png"])
+    assert [p.path.name for p in dropped] == ["img00.heatmap.png"]  # named files are kept
+    assert len(inputs) == 2
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def test_order_outputs_and_errors(explainer: Explainer, tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 10, bad=(2, 7))
+    out = tmp_path / "out"
+    entries, outcome = run(explainer, inputs, out, batch_size=3, workers=2, top_k=5, save_npy=True)
+    assert [e["index"] for e in entries] == list(range(10))
+    assert [e["status"] for e in entries] == ["error" if i in (2, 7) else "ok" for i in range(10)]
+    assert outcome.processed == 10 and outcome.failed == 2
+    assert not outcome.interrupted and not outcome.stopped_early
+    assert "not an image" in entries[2]["error"]
+    ok = entries[0]
+    assert ok["outputs"] == {
+        "heatmap": "imgs/img00.heatmap.png",
+        "overlay": "imgs/img00.overlay.png",
+        "relevance": "imgs/img00.relevance.npy",
+    }
+    assert len(ok["top_k"]) == 3  # clamped to the number of classes
+    assert ok["top_k"][0]["label"] in CATEGORIES
+    assert sum(t["probability"] for t in ok["top_k"]) == pytest.approx(1.0)
+    assert ok["target"]["index"] == ok["top_k"][0]["index"] and ok["target"]["source"] == "predicted"
+    assert ok["image"] == {"width": 30, "height": 20}
+    assert ok["ledger"]["relative_closure_error"] < 1e-5
+    assert ok["relevance"]["positive"] + ok["relevance"]["negative"] == pytest.approx(ok["relevance"]["sum"], abs=1e-5)
+    assert ok["conservation"]["error"] == pytest.approx(ok["relevance"]["sum"] - ok["f_x"], abs=1e-6)
+    assert set(ok["timing"]) == {"load_s", "explain_s", "write_s", "total_s"}
+    rel = np.load(out / ok["outputs"]["relevance"])
+    assert rel.shape == (3, 16, 16) and rel.dtype == np.float32
+    assert float(rel.sum(dtype=np.float64)) == pytest.approx(ok["ledger"]["sum_pixels"], rel=1e-4, abs=1e-6)
+    with Image.open(out / ok["outputs"]["heatmap"]) as im:
+        assert im.size == (16, 16) and im.mode == "RGB"
+    assert leftovers(out) == []
+
+
+def test_requested_target(explainer: Explainer, tmp_path: Path) -> None:
+    entries, _ = run(explainer, make_images(tmp_path / "imgs", 2), tmp_path / "out", target=2)
+    assert all(e["target"] == {**e["target"], "index": 2, "label": "cherry", "source": "requested"} for e in entries)
+
+
+def test_work_runs_in_pools(explainer: Explainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, set[str]] = {"load": set(), "write": set()}
+    load, write = Pipeline._load, Pipeline._write
+
+    def spy_load(self: Pipeline, item: ImageInput) -> Any:
+        seen["load"].add(threading.current_thread().name)
+        return load(self, item)
+
+    def spy_write(self: Pipeline, *args: Any) -> Any:
+        seen["write"].add(threading.current_thread().name)
+        return write(self, *args)
+
+    monkeypatch.setattr(Pipeline, "_load", spy_load)
+    monkeypatch.setattr(Pipeline, "_write", spy_write)
+    run(explainer, make_images(tmp_path / "imgs", 6), tmp_path / "out", batch_size=2, workers=2)
+    assert seen["load"] and all(name.startswith("lrp-load") for name in seen["load"])
+    assert seen["write"] and all(name.startswith("lrp-write") for name in seen["write"])
+
+
+def test_pending_work_is_bounded(explainer: Explainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slow disks must not make results pile up in memory."""
+    write = Pipeline._write
+    peak = [0]
+    add = _Ordered.add
+
+    def slow_write(self: Pipeline, *args: Any) -> Any:
+        time.sleep(0.02)
+        return write(self, *args)
+
+    def counting_add(self: _Ordered, entry: Any, future: Any = None) -> None:
+        add(self, entry, future)
+        peak[0] = max(peak[0], len(self.queue))
+
+    monkeypatch.setattr(Pipeline, "_write", slow_write)
+    monkeypatch.setattr(_Ordered, "add", counting_add)
+    entries, _ = run(explainer, make_images(tmp_path / "imgs", 30), tmp_path / "out", batch_size=2, workers=1)
+    assert len(entries) == 30
+    assert peak[0] <= 2 * 2 + 2 * 1 + 2  # max_pending plus one batch
+
+
+def test_fail_fast(explainer: Explainer, tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 10, bad=(4,))
+    entries, outcome = run(explainer, inputs, tmp_path / "out", batch_size=3, fail_fast=True)
+    assert [e["index"] for e in entries] == [0, 1, 2, 3, 4]
+    assert entries[-1]["status"] == "error"
+    assert outcome.stopped_early and outcome.processed == 5
+
+
+def test_stop_event_ends_run_cleanly(explainer: Explainer, tmp_path: Path) -> None:
+    stop = threading.Event()
+    inputs = make_images(tmp_path / "imgs", 12)
+    out = tmp_path / "out"
+    plans = plan_outputs(inputs, out)
+    entries: list[dict[str, Any]] = []
+
+    def emit(entry: dict[str, Any]) -> None:
+        entries.append(entry)
+        stop.set()  # "SIGINT" after the first image
+
+    pipe = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, batch_size=2), out_dir=out)
+    outcome = pipe.run(inputs, plans, emit, stop)
+    assert outcome.interrupted
+    assert 1 <= len(entries) < 12
+    assert [e["index"] for e in entries] == list(range(len(entries)))
+    written = sorted(p.name for p in out.rglob("*.png"))
+    assert len(written) == 2 * len(entries)  # every finished image complete, nothing else
+    assert leftovers(out) == []
+
+
+def test_explain_failure_is_per_batch(explainer: Explainer, tmp_path: Path) -> None:
+    calls = [0]
+
+    def flaky(x: torch.Tensor, target: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("boom")
+        return explainer(x, target)
+
+    entries, outcome = run(flaky, make_images(tmp_path / "imgs", 6), tmp_path / "out", batch_size=2)
+    assert [e["status"] for e in entries] == ["ok", "ok", "error", "error", "ok", "ok"]
+    assert entries[2]["error"] == "explanation failed (RuntimeError: boom)"
+    assert outcome.failed == 2
+
+
+def test_write_failure_is_an_error_entry(explainer: Explainer, tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 3)
+    out = tmp_path / "out"
+    (out / "imgs").mkdir(parents=True)
+    plans = plan_outputs(inputs, out)
+    (out / "imgs" / "img01.heatmap.png").mkdir()  # a folder where the file should go
+    entries: list[dict[str, Any]] = []
+    Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP), out_dir=out).run(inputs, plans, entries.append)
+    assert [e["status"] for e in entries] == ["ok", "error", "ok"]
+    assert entries[1]["error"].startswith("cannot write outputs: ")
+    assert leftovers(out) == []
+
+
+def test_heatmap_colours_in_written_png(explainer: Explainer, tmp_path: Path) -> None:
+    """A pixel with known positive relevance is red in the PNG, a negative one blue."""
+    pos, neg = (3, 4), (10, 12)
+
+    def synthetic(x: torch.Tensor, target: Any) -> Any:
+        real = explainer(x, target)
+        relevance = torch.zeros_like(x)
+        relevance[:, :, pos[0], pos[1]] = 0.5
+        relevance[:, 0, neg[0], neg[1]] = -1.2
+        return dataclasses.replace(real, relevance=relevance)
+
+    inputs = make_images(tmp_path / "imgs", 1)
+    out = tmp_path / "out"
+    entries, _ = run(synthetic, inputs, out)
+    entry = entries[0]
+    assert entry["relevance"]["positive"] == pytest.approx(1.5)
+    assert entry["relevance"]["negative"] == pytest.approx(-1.2)
+    with Image.open(out / entry["outputs"]["heatmap"]) as im:
+        heat = np.asarray(im.convert("RGB")).astype(int)
+    r, g, b = heat[pos]
+    assert r >= 200 and g < 120 and b < 120, heat[pos]  # red
+    r, g, b = heat[neg]
+    assert b >= 200 and r < 60 and g < 60, heat[neg]  # blue (the strongest |R|)
+    assert tuple(heat[0, 0]) == (255, 255, 255)  # zero relevance: white
+    with Image.open(out / entry["outputs"]["overlay"]) as im:
+        over = np.asarray(im.convert("RGB")).astype(int)
+    assert over[pos][0] > over[pos][2] + 40 and over[neg][2] > over[neg][0] + 60
+    assert over[0, 0][0] == over[0, 0][1] == over[0, 0][2]  # grey where R = 0
+    assert entry["render"]["vmax"] == pytest.approx(1.5)
+
+
+def test_no_work_for_empty_input(explainer: Explainer, tmp_path: Path) -> None:
+    entries: list[dict[str, Any]] = []
+    outcome = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP), out_dir=tmp_path).run([], [], entries.append)
+    assert entries == [] and outcome.processed == 0
+    assert not os.listdir(tmp_path)
