@@ -95,9 +95,7 @@ def _resolve_functional_affines(program: Program) -> None:
         if step.affine_type == "Linear":
             step.affine = Affine(weight, bias, "linear")
         else:
-            nd = weight.ndim - 2
-
-            def tup(v: Any, default: int) -> tuple[int, ...]:
+            def tup(v: Any, default: int, nd: int = weight.ndim - 2) -> tuple[int, ...]:
                 v = default if v is None else v
                 return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * nd
 

@@ -384,9 +384,7 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
                 raise UnsupportedOpError(step.op, node.name, step.module, str(exc)) from exc
             step.kind, step.affine_type = "affine", type(mod).__name__
             step.fn = lambda x, a=step.affine: a.forward(x, None, a.bias)
-        elif isinstance(mod, BATCHNORM_MODULES):
-            step.kind, step.rule_name = "pass", "pass"
-        elif isinstance(mod, ELEMENTWISE_MODULES):
+        elif isinstance(mod, BATCHNORM_MODULES + ELEMENTWISE_MODULES):  # BatchNorm: folded or made affine later
             step.kind, step.rule_name = "pass", "pass"
         elif isinstance(mod, MOVE_MODULES):
             step.kind, step.rule_name = "move", "move"
