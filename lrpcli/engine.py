@@ -195,11 +195,15 @@ class Explainer:
             return exp
         with torch.no_grad():
             x = inputs.detach()
-            logits, saved = self._forward(x)
+            logits, saved = self._forward(x, self.ignore_bias)
             if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
                 raise ValueError(f"the model must return logits of shape (N, classes), got {tuple(logits.shape)}")
-            targets = _targets(target, logits)
+            # with ignore_bias the explained function is the bias-free network, but the outputs reported
+            # and the predicted class are the model's own (one more forward pass, nothing kept)
+            outputs = self._forward(x, False, keep=False)[0] if self.ignore_bias else logits
+            targets = _targets(target, outputs)
             exp = self._backward(x, logits, targets, saved)
+            exp.logits = outputs
         if self.precision == "auto" and x.dtype != torch.float64:
             bad = (exp.ledger.relative_error() > self.tolerance).nonzero().flatten()
             if bad.numel():
@@ -238,7 +242,8 @@ class Explainer:
         return rows
 
     # -- forward ------------------------------------------------------------------------------
-    def _forward(self, x: Tensor) -> tuple[Tensor, list[Any]]:
+    def _forward(self, x: Tensor, bias_free: bool, keep: bool = True) -> tuple[Tensor, list[Any]]:
+        """Run the program; with ``keep`` save what each step's rule needs; ``bias_free`` zeroes biases."""
         steps = self.program.steps
         env: list[Any] = [None] * len(steps)
         saved: list[Any] = [None] * len(steps)
@@ -252,21 +257,22 @@ class Explainer:
             args = _resolve(s.args, env)
             kwargs = _resolve(s.kwargs, env) if s.kwargs else {}
             if kind == "affine":
-                bias = None if self.ignore_bias else s.affine.bias  # type: ignore[union-attr]
+                bias = None if bias_free else s.affine.bias  # type: ignore[union-attr]
                 out = s.affine.forward(args[0], None, bias)  # type: ignore[union-attr]
-                saved[s.index] = (args[0], out)
+                if keep:
+                    saved[s.index] = (args[0], out)
             else:
-                if kind == "norm" and self.ignore_bias and s.index in self._const_operands:
+                if kind == "norm" and bias_free and s.index in self._const_operands:
                     args = list(args)
                     for j in self._const_operands[s.index]:
                         args[j] = 0
                     args = tuple(args)
                 out = s.fn(*args, **kwargs)
-                if kind == "move":
+                if keep and kind == "move":
                     saved[s.index] = (args, kwargs)
-                elif kind in ("pass", "gate"):
+                elif keep and kind in ("pass", "gate"):
                     saved[s.index] = [a.shape if isinstance(a, Tensor) else None for a in args]
-                elif kind == "norm":
+                elif keep and kind == "norm":
                     saved[s.index] = (args, kwargs, out)
             env[s.index] = out
             for r in s.refs():
@@ -518,9 +524,10 @@ def explain(
 
     ``composite`` is a preset name (see :data:`lrpcli.composites.PRESETS`) or a selector mapping;
     ``options`` set rule parameters (``epsilon``, ``gamma``, ``stabilizer``, ``low``, ``high``);
-    ``ignore_bias`` explains the model with every bias set to zero — conv/dense biases, folded
-    BatchNorm shifts and added constants — in the forward pass too, so ``logits`` are that
-    bias-free network's outputs; LRP-0 then conserves exactly (ΣR_pixels = f(x)).
+    ``ignore_bias`` explains the bias-free network — every conv/dense bias, folded BatchNorm
+    shift and added constant set to zero, in the forward pass too — whose target logit is then
+    f(x), and LRP-0 conserves exactly (ΣR_pixels = f(x)); ``logits`` and the predicted target
+    are still the model's own.
     ``precision``: ``"auto"`` computes in the model's dtype and redoes in float64 any image whose
     ledger does not close to 1e-5 (float32 rounding, with relevance masses far above f(x));
     ``"model"`` never redoes; ``"float64"`` always computes in float64.

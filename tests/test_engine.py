@@ -311,3 +311,16 @@ def test_auto_precision_redoes_images_whose_ledger_does_not_close(ledger_models)
     torch.testing.assert_close(both.relevance, auto.relevance)
     ok = explain(model, x, "epsilon_plus_flat")
     assert ok.ledger.precision == ["float32", "float32"]
+
+
+def test_ignore_bias_explains_the_bias_free_network_for_the_models_prediction(ledger_models) -> None:
+    model = ledger_models["efficientnet_lite0"]
+    x = _input_for("efficientnet_lite0")
+    e = explain(model, x, "epsilon_plus_flat", ignore_bias=True)
+    with torch.no_grad():
+        ref = model(x)
+    torch.testing.assert_close(e.logits, ref, rtol=1e-4, atol=1e-4)  # the model's own outputs
+    assert torch.equal(e.targets, ref.argmax(1))  # and its own prediction
+    # f(x) is the bias-free network's logit for that class: not the model's
+    assert float((e.ledger.output - ref[range(2), e.targets].double()).abs().min()) > 1e-3
+    assert float(e.ledger.relative_error().max()) <= 1e-5
