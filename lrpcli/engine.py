@@ -21,7 +21,7 @@ from .composites import Assignment, Composite, LayerInfo, get_composite
 from .graph import Program, Ref, Step, UnsupportedOpError, build_program
 from .layers import Affine
 from .ledger import Ledger, LedgerEntry
-from .rules import Epsilon, ZBox, psum, share
+from .rules import Epsilon, ZBox, value_key, psum, share
 
 __all__ = ["Explanation", "Explainer", "explain", "prepare"]
 
@@ -405,12 +405,12 @@ class Explainer:
         src = s.args[0].index
         if src == self.program.input_index:
             return lo, hi
-        key = (src, tuple(x0.shape[1:]), lo.data_ptr(), hi.data_ptr())
-        if lo.shape[0] == 1 and key in self._bounds_cache:
+        if lo.shape[0] != 1:  # per-image bounds: nothing to cache
+            return self._map_through_prefix(src, lo, hi, x0)
+        key = (src, tuple(x0.shape[1:]), value_key(lo), value_key(hi))  # by value: addresses get reused
+        if key in self._bounds_cache:
             return self._bounds_cache[key]
-        mapped = self._map_through_prefix(src, lo, hi, x0)
-        if lo.shape[0] == 1:
-            self._bounds_cache[key] = mapped
+        mapped = self._bounds_cache[key] = self._map_through_prefix(src, lo, hi, x0)
         return mapped
 
     def _map_through_prefix(self, src: int, lo: Tensor, hi: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:

@@ -158,6 +158,11 @@ def _forward_stacked(layer: Affine, x: Tensor, weight: Tensor, bias: Tensor | No
     return layer.forward(x, weight, bias)
 
 
+def value_key(t: Tensor) -> tuple[Any, ...]:
+    """A hashable key for a (small) tensor's shape, dtype, device and values."""
+    return (tuple(t.shape), t.dtype, str(t.device), t.detach().cpu().numpy().tobytes())
+
+
 def _nonneg(x: Tensor, layer: Affine) -> bool:
     """Whether the input has no negative entries (known from the graph, else checked)."""
     return layer.input_nonneg or not bool((x < 0).any())
@@ -329,7 +334,7 @@ class ZBox(AffineRule):
             raise ValueError("the zbox rule needs input bounds (options low= and high=)")
         low, high = bounds
         wp = layer.weight_pos
-        key = ("zbox", x.shape[1:], low.data_ptr(), high.data_ptr())
+        key = ("zbox", x.shape[1:], value_key(low), value_key(high))  # by value: addresses get reused
 
         def offset() -> Tensor:
             wn = layer.cached("w-", lambda: layer.weight - wp)

@@ -324,3 +324,18 @@ def test_ignore_bias_explains_the_bias_free_network_for_the_models_prediction(le
     # f(x) is the bias-free network's logit for that class: not the model's
     assert float((e.ledger.output - ref[range(2), e.targets].double()).abs().min()) > 1e-3
     assert float(e.ledger.relative_error().max()) <= 1e-5
+
+
+def test_box_bounds_given_as_lists_do_not_grow_the_cache() -> None:
+    """Bounds as Python lists become new tensors each call; the z^B cache must key on their values."""
+    model = calibrated("resnet18", size=64)
+    ex = Explainer(model, "epsilon_gamma_box", low=[-2.1, -2.0, -1.8], high=[2.2, 2.4, 2.6])
+    x = torch.randn(2, 3, 64, 64)
+    first = ex(x).relevance
+    layer = ex.program.affine_steps()[0].affine
+    size = len(layer._cache)
+    for _ in range(4):
+        torch.testing.assert_close(ex(x).relevance, first)
+    assert len(layer._cache) == size
+    other = Explainer(model, "epsilon_gamma_box", low=[-1.0] * 3, high=[1.0] * 3)(x).relevance
+    assert not torch.allclose(other, first)  # different bounds are not served from the cache
