@@ -60,6 +60,11 @@ class Affine:
         """W⁺ = max(W, 0)."""
         return self.cached("w+", lambda: self.weight.clamp(min=0))
 
+    @property
+    def weight_neg(self) -> Tensor:
+        """W⁻ = W − W⁺ (so that W⁺ + W⁻ is exactly W)."""
+        return self.cached("w-", lambda: self.weight - self.weight_pos)
+
     def bias_or_zero(self) -> Tensor:
         """The bias, or zeros when the layer has none."""
         if self.bias is not None:

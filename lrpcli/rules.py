@@ -128,14 +128,14 @@ def _positive_part(layer: Affine, x: Tensor, bias: Tensor | None, nonneg: bool) 
     wp = layer.weight_pos
     if nonneg:
         return layer.forward(x, wp, bp)
-    wn = layer.cached("w-", lambda: layer.weight - wp)
+    wn = layer.weight_neg
     return layer.forward(x.clamp(min=0), wp, bp) + layer.forward(x.clamp(max=0), wn)
 
 
 def _contributions(layer: Affine, x: Tensor, bias: Tensor | None, nonneg: bool) -> tuple[Tensor, Tensor]:
     """``(p, n)``: the sums of positive (``x⁺W⁺ + x⁻W⁻ + b⁺``) and negative contributions, in one pass."""
     wp = layer.weight_pos
-    wn = layer.cached("w-", lambda: layer.weight - wp)
+    wn = layer.weight_neg
     both = layer.cached("w+-", lambda: torch.cat([wp, wn]))
     b2 = None if bias is None else torch.cat([bias.clamp(min=0), bias.clamp(max=0)])
     if nonneg:
@@ -143,10 +143,8 @@ def _contributions(layer: Affine, x: Tensor, bias: Tensor | None, nonneg: bool) 
     else:
         swapped = layer.cached("w-+", lambda: torch.cat([wn, wp]))
         out = _forward_stacked(layer, x.clamp(min=0), both, b2) + _forward_stacked(layer, x.clamp(max=0), swapped)
-    c = out.shape[-1] // 2 if layer.kind == "linear" else out.shape[1] // 2
-    if layer.kind == "linear":
-        return out[..., :c], out[..., c:]
-    return out[:, :c], out[:, c:]
+    p, n = out.chunk(2, dim=-1 if layer.kind == "linear" else 1)
+    return p, n
 
 
 def _forward_stacked(layer: Affine, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -212,7 +210,7 @@ class ZPlus(AffineRule):
         if nonneg:
             r_in = layer.transpose(s, x.shape, wp).mul_(x)
         else:
-            wn = layer.cached("w-", lambda: layer.weight - wp)
+            wn = layer.weight_neg
             r_in = x.clamp(min=0) * layer.transpose(s, x.shape, wp) + x.clamp(max=0) * layer.transpose(
                 s, x.shape, wn
             )
@@ -337,7 +335,7 @@ class ZBox(AffineRule):
         key = ("zbox", x.shape[1:], value_key(low), value_key(high))  # by value: addresses get reused
 
         def offset() -> Tensor:
-            wn = layer.cached("w-", lambda: layer.weight - wp)
+            wn = layer.weight_neg
             lo = low.expand(low.shape[0], *x.shape[1:])
             hi = high.expand(high.shape[0], *x.shape[1:])
             return layer.forward(lo, wp) + layer.forward(hi, wn)
