@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .composites import Assignment, Composite, LayerInfo, get_composite
+from . import linearize
 from .graph import Program, Ref, Step, UnsupportedOpError, build_program
 from .layers import Affine
 from .ledger import Ledger, LedgerEntry
@@ -53,7 +54,7 @@ def prepare(model: torch.nn.Module) -> Program:
     if hit is not None and hit[0] == fp:
         return hit[1]
     program = build_program(model)
-    _resolve_functional_affines(program)
+    _resolve_functional(program)
     _PROGRAMS[model] = (fp, program)
     return program
 
@@ -82,9 +83,20 @@ def _const_value(program: Program, ref: Any) -> Any:
     })
 
 
-def _resolve_functional_affines(program: Program) -> None:
-    """Turn ``F.linear``/``F.conv*`` calls with constant weights into affine steps."""
+def _resolve_functional(program: Program) -> None:
+    """Turn ``F.linear``/``F.conv*``/``F.layer_norm``/``F.group_norm`` calls with constant weights into
+    affine and frozen steps."""
     for step in program.steps:
+        if step.kind == "frozen_fn":
+            fn = step.fn
+            names = linearize.FUNCTIONS[fn]
+            bound = {
+                k: _const_value(program, v) for k, v in (dict(zip(names, step.args)) | step.kwargs).items() if k != "input"
+            }
+            step.frozen = linearize.from_function(fn, bound)
+            step.kind, step.rule_name = "frozen", step.frozen.name
+            step.args, step.kwargs = (step.args[0],), {}
+            continue
         if step.kind != "affine_fn":
             continue
         names = ["input", "weight", "bias", "stride", "padding", "dilation", "groups"]
@@ -177,6 +189,10 @@ class Explainer:
                 consts = [j for j in (0, 1) if j < len(s.args) and not _is_live_ref(s.args[j], self._live)]
                 if consts:
                     self._const_operands[s.index] = consts
+        # data movement with a constant operand (a class token concatenated to the patches)
+        self._move_consts = {
+            s.index for s in steps if s.kind == "move" and any(not self._live[r.index] for r in s.refs())
+        }
         self._bounds_cache: dict[Any, tuple[Tensor, Tensor]] = {}
 
     # -- public -------------------------------------------------------------------------------
@@ -227,19 +243,30 @@ class Explainer:
             if s.kind in ("dead", "const", "output"):
                 continue
             a = self.assignments.get(s.index)
+            rule, why = (a.rule.describe(), a.reason) if a else self._fixed_rule(s)
             rows.append(
                 {
                     "step": s.name,
                     "kind": s.kind,
                     "op": s.op,
                     "module": s.module,
-                    "rule": a.rule.describe() if a else s.rule_name or s.kind,
-                    "why": a.reason if a else f"{s.kind} node",
+                    "rule": rule,
+                    "why": why,
                     "layer": s.affine.describe() if s.affine is not None else "",
                     "canonization": "; ".join(s.notes),
                 }
             )
         return rows
+
+    def _fixed_rule(self, s: Step) -> tuple[str, str]:
+        """Rule and reason of a step whose rule the composite does not choose."""
+        eps = self.composite.norm_stabilizer
+        if s.kind == "frozen":
+            lin: linearize.Linearized = s.frozen  # type: ignore[assignment]
+            return f"{lin.describe()}, epsilon={eps}", f"{lin.frozen} held constant; ε-rule on the affine rest"
+        if s.kind == "norm":
+            return f"norm(stabilizer={eps})", "sum node: split by contribution"
+        return s.rule_name or s.kind, FIXED_REASONS.get(s.rule_name or s.kind, f"{s.kind} node")
 
     # -- forward ------------------------------------------------------------------------------
     def _forward(self, x: Tensor, bias_free: bool, keep: bool = True) -> tuple[Tensor, list[Any]]:
@@ -261,12 +288,20 @@ class Explainer:
                 out = s.affine.forward(args[0], None, bias)  # type: ignore[union-attr]
                 if keep:
                     saved[s.index] = (args[0], out)
+            elif kind == "frozen":
+                lin: linearize.Linearized = s.frozen  # type: ignore[assignment]
+                y, state = lin.run(args, bias_free)
+                out = lin.result(y, state)
+                if keep:
+                    saved[s.index] = (args[lin.signal], y, state)
             else:
                 if kind == "norm" and bias_free and s.index in self._const_operands:
                     args = list(args)
                     for j in self._const_operands[s.index]:
                         args[j] = 0
                     args = tuple(args)
+                if kind == "move" and bias_free and s.index in self._move_consts:
+                    args = _zero_constants(s.args, args, self._live)
                 out = s.fn(*args, **kwargs)
                 if keep and kind == "move":
                     saved[s.index] = (args, kwargs)
@@ -309,7 +344,10 @@ class Explainer:
             elif s.kind == "norm":
                 contribs, (bias, stab, dropped) = self._norm(s, data, r)
             elif s.kind == "move":
-                contribs = self._move(s, data, r)
+                contribs, bias = self._move(s, data, r)
+            elif s.kind == "frozen":
+                contribs, (bias, stab, dropped) = self._frozen(s, data, r)
+                rule = f"{s.frozen.describe()}, epsilon={self.composite.norm_stabilizer}"  # type: ignore[union-attr]
             elif s.kind == "select":
                 src, k = s.args[0], s.args[1]
                 bucket = rel[src.index] if isinstance(rel[src.index], dict) else {}
@@ -374,20 +412,39 @@ class Explainer:
             bias = psum(sig * (y - s.fn(*zeroed, **kwargs)))
         return contribs, (bias, stab, dropped)
 
-    def _move(self, s: Step, data: Any, r: Any) -> list[Any]:
+    def _move(self, s: Step, data: Any, r: Any) -> tuple[list[Any], Tensor]:
+        """Relevance moved back through data movement; a constant moved in (a class token) acts as a bias."""
         args, kwargs = data
         leaves: list[tuple[int, Tensor]] = []
+        consts: list[tuple[int, Tensor]] = []
         with torch.enable_grad():
-            a = _substitute(s.args, args, self._live, leaves)
-            k = _substitute(s.kwargs, kwargs, self._live, leaves) if kwargs else {}
+            a = _substitute(s.args, args, self._live, leaves, consts)
+            k = _substitute(s.kwargs, kwargs, self._live, leaves, consts) if kwargs else {}
             out = s.fn(*a, **k)
             if isinstance(r, dict):
                 outs = [out[i] for i in r]
                 grad_out = [r[i] for i in r]
             else:
                 outs, grad_out = [out], [r]
-            grads = torch.autograd.grad(outs, [leaf for _, leaf in leaves], grad_out, allow_unused=True)
-        return [(idx, g) for (idx, _), g in zip(leaves, grads)]
+            grads = torch.autograd.grad(outs, [t for _, t in leaves + consts], grad_out, allow_unused=True)
+        bias = torch.zeros(grad_out[0].shape[0], dtype=torch.float64, device=grad_out[0].device)
+        for g in grads[len(leaves) :]:
+            if g is not None:
+                bias = bias + (psum(g) if g.ndim and g.shape[0] == bias.shape[0] else g.sum().double())
+        return [(idx, g) for (idx, _), g in zip(leaves, grads)], bias
+
+    def _frozen(self, s: Step, data: Any, r: Any) -> tuple[list[Any], Any]:
+        """ε-rule on the affine map a LayerNorm / GroupNorm / attention is with its σ or weights frozen."""
+        xin, y, state = data
+        lin: linearize.Linearized = s.frozen  # type: ignore[assignment]
+        if isinstance(r, dict):  # (output, weights) pair: only the output carries relevance here
+            r = r[0]
+        sig, stab, dropped = share(r, y, self.composite.norm_stabilizer)
+        with torch.enable_grad():
+            leaf = xin.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(lin.apply(leaf, state, self.ignore_bias), leaf, sig)
+        bias = psum(sig * lin.apply(torch.zeros_like(xin), state, self.ignore_bias))
+        return [(s.args[lin.signal].index, xin * grad)], (bias, stab, dropped)
 
     def _bounds(self, s: Step, rule: ZBox, xin: Tensor, x0: Tensor) -> tuple[Tensor, Tensor]:
         """Box bounds at the input of step ``s`` (pixel-space bounds mapped through what precedes it)."""
@@ -428,7 +485,7 @@ class Explainer:
             if s.kind == "input":
                 env[s.index] = batch
                 continue
-            if s.kind in ("affine", "gate", "norm") and self._live[s.index]:
+            if s.kind in ("affine", "gate", "norm", "frozen") and self._live[s.index]:
                 raise UnsupportedOpError(
                     "the zbox rule", s.name, s.module,
                     "z^B needs bounds on its layer input; this layer is not fed by the pixels through "
@@ -439,6 +496,13 @@ class Explainer:
         return out[:b], out[b:]
 
 
+FIXED_REASONS = {
+    "input": "the pixels",
+    "pass": "element-wise: relevance passes unchanged",
+    "move": "data movement: relevance moves with the values",
+    "winner_takes_all": "max pooling: to the input that won",
+    "gate": "signal × gate: all to the signal",
+}
 PRECISIONS = ("auto", "model", "float64")
 _FLOAT64: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple[Any, ...], torch.nn.Module]]" = (
     weakref.WeakKeyDictionary()
@@ -467,19 +531,42 @@ def _is_live_ref(obj: Any, live: list[bool]) -> bool:
     return isinstance(obj, Ref) and live[obj.index]
 
 
-def _substitute(template: Any, values: Any, live: list[bool], leaves: list[tuple[int, Tensor]]) -> Any:
-    """Copy ``values`` with live tensors replaced by fresh autograd leaves (recorded in ``leaves``)."""
+def _substitute(
+    template: Any,
+    values: Any,
+    live: list[bool],
+    leaves: list[tuple[int, Tensor]],
+    consts: list[tuple[int, Tensor]] | None = None,
+) -> Any:
+    """Copy ``values`` with live tensors replaced by fresh autograd leaves (recorded in ``leaves``);
+    with ``consts``, constant floating-point tensors become leaves too (recorded there)."""
     if isinstance(template, Ref):
         if live[template.index] and isinstance(values, Tensor):
             leaf = values.detach().requires_grad_(True)
             leaves.append((template.index, leaf))
             return leaf
+        if consts is not None and isinstance(values, Tensor) and values.is_floating_point():
+            leaf = values.detach().requires_grad_(True)
+            consts.append((template.index, leaf))
+            return leaf
         return values
     if isinstance(template, (tuple, list)):
-        seq = [_substitute(t, v, live, leaves) for t, v in zip(template, values)]
+        seq = [_substitute(t, v, live, leaves, consts) for t, v in zip(template, values)]
         return tuple(seq) if isinstance(template, tuple) else seq
     if isinstance(template, dict):
-        return {k: _substitute(template[k], values[k], live, leaves) for k in template}
+        return {k: _substitute(template[k], values[k], live, leaves, consts) for k in template}
+    return values
+
+
+def _zero_constants(template: Any, values: Any, live: list[bool]) -> Any:
+    """Copy ``values`` with constant floating-point tensors replaced by zeros (the bias-free network)."""
+    if isinstance(template, Ref):
+        if not live[template.index] and isinstance(values, Tensor) and values.is_floating_point():
+            return torch.zeros_like(values)
+        return values
+    if isinstance(template, (tuple, list)):
+        seq = [_zero_constants(t, v, live) for t, v in zip(template, values)]
+        return tuple(seq) if isinstance(template, tuple) else seq
     return values
 
 

@@ -8,6 +8,8 @@ Each graph node becomes a :class:`Step` of one kind:
 ``move``     pure data movement (flatten, view, permute, cat, chunk, slicing, padding, max pooling)
 ``pass``     element-wise layers whose relevance passes unchanged (activations, dropout, scaling)
 ``gate``     signal × gate product (squeeze-excitation): relevance goes to the signal
+``frozen``   LayerNorm, GroupNorm, multi-head attention: affine once σ / the attention weights are
+             held constant (:mod:`lrpcli.linearize`); ε-rule on that affine map
 ``select``   picking one result of a multi-output node (``chunk(...)[i]``)
 ``input`` / ``const`` / ``output``
 
@@ -27,7 +29,11 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torchvision.ops.stochastic_depth import stochastic_depth
+
+from . import linearize
 from .layers import Affine, fold_batchnorm, from_batchnorm, from_module
+from .linearize import Linearized
 
 
 class UnsupportedOpError(NotImplementedError):
@@ -65,6 +71,7 @@ class Step:
     affine_type: str = ""  # module class for affine steps, e.g. "Conv2d"
     rule_name: str = ""  # fixed rule for non-affine steps ("pass", "norm", ...)
     gate_arg: int = -1  # for gate steps: position of the gate operand
+    frozen: Linearized | None = None  # for frozen steps: the op with its constant factor
     notes: list[str] = field(default_factory=list)  # canonizations applied to this step
 
     def refs(self) -> list[Ref]:
@@ -223,7 +230,7 @@ def _batchnorm_eval(bn: nn.modules.batchnorm._BatchNorm) -> Callable[[torch.Tens
 
 
 def _dropout_free(fn: Callable[..., Any]) -> Callable[..., Any]:
-    if fn in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout):
+    if fn in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, stochastic_depth):
         return lambda x, *a, **k: x
     return fn
 
@@ -392,6 +399,8 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
             step.kind, step.rule_name = "move", "winner_takes_all"
         elif isinstance(mod, NORM_MODULES):
             step.kind, step.rule_name = "norm", "norm"
+        elif isinstance(mod, linearize.MODULES):
+            _classify_frozen(step, node, mod)
         else:
             raise UnsupportedOpError(
                 f"module {type(mod).__name__}", node.name, step.module,
@@ -421,6 +430,17 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
             step.kind, step.rule_name = "move", "move"
     elif found is not None:
         step.kind, step.rule_name = found
+    elif fn is stochastic_depth:
+        training = node.args[3] if len(node.args) > 3 else node.kwargs.get("training", True)
+        if training is not False:
+            raise UnsupportedOpError(
+                "stochastic_depth in training mode", node.name, step.module, "call it with training=False (eval mode)"
+            )
+        step.kind, step.rule_name = "pass", "pass"
+    elif fn in linearize.FUNCTIONS and live_args == [0] and not any(
+        is_live(a) for a in list(node.args[1:]) + list(node.kwargs.values())
+    ):
+        step.kind = "frozen_fn"  # resolved to a Linearized once the constant weights are known
     elif fn in SCALE_FUNCTIONS:
         _classify_product(step, node, modules, live_args)
     elif fn in (F.linear, F.conv1d, F.conv2d, F.conv3d) and live_args == [0] and not any(
@@ -435,7 +455,32 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
         )  # fmt: skip
 
 
+def _classify_frozen(step: Step, node: fx.Node, mod: nn.Module) -> None:
+    if isinstance(mod, nn.MultiheadAttention):
+        names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
+        bound = dict(zip(names, node.args)) | dict(node.kwargs)
+        masks = [k for k in ("key_padding_mask", "attn_mask") if bound.get(k) is not None]
+        if masks or bound.get("is_causal"):
+            raise UnsupportedOpError(
+                "MultiheadAttention with a mask", node.name, step.module,
+                f"masked attention ({', '.join(masks) or 'is_causal'}) is not supported; call it without masks",
+            )  # fmt: skip
+        if len(node.args) < 3:
+            raise UnsupportedOpError(
+                "MultiheadAttention called with keywords", node.name, step.module,
+                "pass query, key and value positionally",
+            )  # fmt: skip
+    try:
+        step.frozen = linearize.from_module(mod)
+    except NotImplementedError as exc:
+        raise UnsupportedOpError(step.op, node.name, step.module, str(exc)) from exc
+    step.kind, step.rule_name = "frozen", step.frozen.name  # type: ignore[union-attr]
+    step.kwargs = {}
+
+
 def _returns_sequence(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules[str(node.target)], nn.MultiheadAttention)
     if node.op == "call_function":
         return node.target in (torch.chunk, torch.split, torch.unbind)
     if node.op == "call_method":

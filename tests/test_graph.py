@@ -173,3 +173,73 @@ def test_rule_table_lists_every_step_with_a_reason() -> None:
     assert all(r["rule"].startswith("epsilon") for r in linears)
     assert {r["rule"] for r in rows if r["op"] == "ReLU"} == {"pass"}
     assert {r["rule"] for r in rows if r["op"] == "MaxPool2d"} == {"winner_takes_all"}
+
+
+class OddBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(self.conv(x), dim=1)  # a running sum over channels: no LRP rule
+
+
+class Odd(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = OddBlock()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.block(x).mean((2, 3)))
+
+
+def test_unsupported_function_names_op_node_module_and_hint() -> None:
+    with pytest.raises(UnsupportedOpError) as info:
+        explain(Odd(), torch.randn(1, 3, 8, 8))
+    err = info.value
+    assert err.op == "function cumsum" and err.node == "cumsum" and err.module == "block"
+    assert "no LRP rule for this operation" in str(err)
+    assert str(err).startswith("cannot propagate relevance through function cumsum (graph node 'cumsum' in module 'block')")
+
+
+def test_masked_attention_is_refused_with_a_hint() -> None:
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.register_buffer("mask", torch.zeros(5, 5, dtype=torch.bool))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attn(x, x, x, attn_mask=self.mask)[0].sum(1)
+
+    with pytest.raises(UnsupportedOpError, match="masked attention"):
+        explain(Masked(), torch.randn(2, 5, 8))
+
+
+def test_group_norm_and_functional_layer_norm_close_the_ledger() -> None:
+    class Normed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.gn = nn.GroupNorm(4, 8)
+            self.w = nn.Parameter(torch.rand(8) + 0.5)
+            self.b = nn.Parameter(torch.randn(8))
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.relu(self.gn(self.conv(x))).permute(0, 2, 3, 1)
+            h = F.layer_norm(h, (8,), self.w, self.b, 1e-5)
+            return self.fc(h.mean((1, 2)))
+
+    torch.manual_seed(0)
+    model = Normed()
+    nn.init.normal_(model.gn.bias)  # GroupNorm starts with β = 0
+    x = torch.randn(2, 3, 10, 10)
+    e = explain(model, x, "epsilon")
+    with torch.no_grad():
+        torch.testing.assert_close(e.logits, model(x))
+    frozen = [en for en in e.ledger.entries if en.rule.startswith(("group_norm", "layer_norm"))]
+    assert [en.rule.split("(")[0] for en in frozen] == ["group_norm", "layer_norm"]  # in forward order
+    assert all(float(en.bias.abs().min()) > 0 for en in frozen)  # β absorbs relevance, booked as bias
+    assert float(e.ledger.relative_error().max()) <= 1e-5

@@ -1,0 +1,205 @@
+"""Layers that become affine maps of their input once an input-dependent factor is held constant.
+
+LayerNorm and GroupNorm divide by a standard deviation computed from the input; multi-head
+attention weights its values by a softmax of the input. LRP for such layers (Ali et al. 2022,
+"XAI for Transformers: Better Explanations through Conservative Propagation"; Achtibat et al.
+2024, AttnLRP / LXT) freezes that factor at its forward value. What remains is affine in the
+signal, ``y = L x + b``, and the engine applies the ε-rule to it::
+
+    s = R / stab(y)      R_x = x ⊙ Lᵀ s      absorbed by the bias: Σ s ⊙ b,  b = y(x = 0)
+
+Mean-centering stays linear (it moves relevance between positions and conserves it); only the
+learned shift β (and attention's projection biases) absorbs relevance. For attention, the
+queries and keys receive no relevance: it all flows through the values.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class Linearized(ABC):
+    """An op that is affine in its signal given frozen statistics of the forward pass."""
+
+    #: short name used in rule tables and ledgers
+    name: str
+    #: what is held constant, for ``lrp inspect``
+    frozen: str
+    #: position of the signal among the op's arguments
+    signal: int = 0
+
+    def run(self, args: tuple[Any, ...], bias_free: bool) -> tuple[Tensor, Any]:
+        """The output for the op's call arguments, and the statistics to freeze."""
+        return self.forward(args[0], bias_free)
+
+    def result(self, y: Tensor, state: Any) -> Any:
+        """What the op returns to the rest of the graph."""
+        return y
+
+    @abstractmethod
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        """The op's output and the statistics to freeze."""
+
+    @abstractmethod
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        """The affine map with ``state`` frozen (differentiable in ``x``); equals ``forward`` at its input."""
+
+    def describe(self) -> str:
+        return f"{self.name}({self.frozen} constant)"
+
+
+def _rstd(centred: Tensor, dims: tuple[int, ...], eps: float) -> Tensor:
+    return torch.rsqrt(centred.pow(2).mean(dims, keepdim=True) + eps)
+
+
+class LayerNormLin(Linearized):
+    """``(x − mean) / σ · γ + β`` over the trailing ``normalized_shape`` dimensions, σ frozen."""
+
+    name = "layer_norm"
+    frozen = "1/σ"
+
+    def __init__(self, shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None, eps: float) -> None:
+        self.dims = tuple(range(-len(shape), 0))
+        self.weight, self.bias, self.eps = weight, bias, float(eps)
+
+    def _scale_shift(self, y: Tensor, bias_free: bool) -> Tensor:
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None and not bias_free:
+            y = y + self.bias
+        return y
+
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        centred = x - x.mean(self.dims, keepdim=True)
+        rstd = _rstd(centred, self.dims, self.eps)
+        return self._scale_shift(centred * rstd, bias_free), rstd
+
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        return self._scale_shift((x - x.mean(self.dims, keepdim=True)) * state, bias_free)
+
+
+class GroupNormLin(Linearized):
+    """GroupNorm: per-sample, per-group centring and scaling, σ frozen; then per-channel γ, β."""
+
+    name = "group_norm"
+    frozen = "1/σ"
+
+    def __init__(self, groups: int, weight: Tensor | None, bias: Tensor | None, eps: float) -> None:
+        self.groups, self.weight, self.bias, self.eps = int(groups), weight, bias, float(eps)
+
+    def _grouped(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], self.groups, -1)
+
+    def _scale_shift(self, y: Tensor, shape: torch.Size, bias_free: bool) -> Tensor:
+        y = y.reshape(shape)
+        view = (1, -1) + (1,) * (len(shape) - 2)
+        if self.weight is not None:
+            y = y * self.weight.view(view)
+        if self.bias is not None and not bias_free:
+            y = y + self.bias.view(view)
+        return y
+
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        g = self._grouped(x)
+        centred = g - g.mean(2, keepdim=True)
+        rstd = _rstd(centred, (2,), self.eps)
+        return self._scale_shift(centred * rstd, x.shape, bias_free), rstd
+
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        g = self._grouped(x)
+        return self._scale_shift((g - g.mean(2, keepdim=True)) * state, x.shape, bias_free)
+
+
+class AttentionLin(Linearized):
+    """``nn.MultiheadAttention`` (self- or cross-attention, no masks): softmax weights frozen.
+
+    ``y = W_o (A (W_v v + b_v)) + b_o`` is affine in the values ``v``; queries and keys only
+    shape ``A`` and receive no relevance.
+    """
+
+    name = "attention"
+    frozen = "softmax(QKᵀ/√d)"
+    signal = 2
+
+    def __init__(self, mod: nn.MultiheadAttention) -> None:
+        if not mod._qkv_same_embed_dim:
+            raise NotImplementedError("MultiheadAttention with kdim/vdim different from embed_dim")
+        if mod.bias_k is not None or mod.add_zero_attn:
+            raise NotImplementedError("MultiheadAttention with add_bias_kv or add_zero_attn")
+        self.heads, self.batch_first = mod.num_heads, mod.batch_first
+        w, b = mod.in_proj_weight.detach(), mod.in_proj_bias
+        e = w.shape[0] // 3
+        self.wq, self.wk, self.wv = w[:e], w[e : 2 * e], w[2 * e :]
+        self.bq, self.bk, self.bv = (None, None, None) if b is None else (b[:e], b[e : 2 * e], b[2 * e :])
+        self.bq = None if self.bq is None else self.bq.detach()
+        self.bk = None if self.bk is None else self.bk.detach()
+        self.bv = None if self.bv is None else self.bv.detach()
+        self.wo = mod.out_proj.weight.detach()
+        self.bo = None if mod.out_proj.bias is None else mod.out_proj.bias.detach()
+
+    def _heads(self, t: Tensor) -> Tensor:  # (N, L, E) -> (N, h, L, E/h)
+        n, length, e = t.shape
+        return t.reshape(n, length, self.heads, e // self.heads).transpose(1, 2)
+
+    def _batch_first(self, t: Tensor) -> Tensor:
+        return t if self.batch_first else t.transpose(0, 1)
+
+    def _mix(self, value: Tensor, attn: Tensor, bias_free: bool) -> Tensor:
+        v = self._heads(F.linear(self._batch_first(value), self.wv, None if bias_free else self.bv))
+        out = (attn @ v).transpose(1, 2).flatten(2)
+        out = F.linear(out, self.wo, None if bias_free else self.bo)
+        return self._batch_first(out)
+
+    def forward_qkv(self, query: Tensor, key: Tensor, value: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        """Output and frozen attention weights for separate query, key and value tensors."""
+        q = self._heads(F.linear(self._batch_first(query), self.wq, None if bias_free else self.bq))
+        k = self._heads(F.linear(self._batch_first(key), self.wk, None if bias_free else self.bk))
+        attn = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1)
+        return self._mix(value, attn, bias_free), attn
+
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        return self.forward_qkv(x, x, x, bias_free)
+
+    def run(self, args: tuple[Any, ...], bias_free: bool) -> tuple[Tensor, Any]:
+        return self.forward_qkv(args[0], args[1], args[2], bias_free)
+
+    def result(self, y: Tensor, state: Any) -> Any:
+        return y, state.mean(1)  # like nn.MultiheadAttention: (output, head-averaged weights)
+
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        return self._mix(x, state, bias_free)
+
+
+def from_module(mod: nn.Module) -> Linearized | None:
+    """The linearized form of a LayerNorm, GroupNorm or MultiheadAttention module (else ``None``)."""
+    if isinstance(mod, nn.LayerNorm):
+        return LayerNormLin(tuple(mod.normalized_shape), _const(mod.weight), _const(mod.bias), mod.eps)
+    if isinstance(mod, nn.GroupNorm):
+        return GroupNormLin(mod.num_groups, _const(mod.weight), _const(mod.bias), mod.eps)
+    if isinstance(mod, nn.MultiheadAttention):
+        return AttentionLin(mod)
+    return None
+
+
+def _const(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach()
+
+
+MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.MultiheadAttention)
+FUNCTIONS = {F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
+             F.group_norm: ("input", "num_groups", "weight", "bias", "eps")}  # fmt: skip
+
+
+def from_function(fn: Any, bound: dict[str, Any]) -> Linearized:
+    """The linearized form of ``F.layer_norm`` / ``F.group_norm`` with constant arguments ``bound``."""
+    if fn is F.layer_norm:
+        shape = bound["normalized_shape"]
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        return LayerNormLin(shape, bound.get("weight"), bound.get("bias"), bound.get("eps", 1e-5))
+    return GroupNormLin(bound["num_groups"], bound.get("weight"), bound.get("bias"), bound.get("eps", 1e-5))

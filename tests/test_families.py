@@ -1,0 +1,89 @@
+"""One representative of every torchvision classifier family, explained without hand-written canonizers.
+
+Each model is built with ``weights=None`` and a fixed seed (BatchNorm statistics calibrated on one
+random batch, see ``conftest.calibrated``), at the smallest convenient input size, batch 2.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import calibrated
+
+from lrpcli import explain, prepare
+
+#: (builder, input size, extra builder arguments, the family it stands for)
+FAMILIES: list[tuple[str, int, dict[str, object], str]] = [
+    ("alexnet", 64, {}, "AlexNet"),
+    ("vgg11", 32, {}, "VGG"),
+    ("vgg11_bn", 32, {}, "VGG with BatchNorm"),
+    ("resnet18", 64, {}, "ResNet"),
+    ("resnext50_32x4d", 64, {}, "ResNeXt"),
+    ("wide_resnet50_2", 64, {}, "Wide ResNet"),
+    ("densenet121", 64, {}, "DenseNet"),
+    ("googlenet", 64, {"aux_logits": False, "init_weights": True}, "GoogLeNet"),
+    ("inception_v3", 75, {"aux_logits": False, "init_weights": True, "transform_input": True}, "Inception v3"),
+    ("mobilenet_v2", 64, {}, "MobileNet v2"),
+    ("mobilenet_v3_small", 64, {}, "MobileNet v3 (hardswish, squeeze-excitation)"),
+    ("efficientnet_b0", 64, {}, "EfficientNet v1 (SiLU, SE, stochastic depth)"),
+    ("efficientnet_v2_s", 64, {}, "EfficientNet v2"),
+    ("mnasnet0_5", 64, {}, "MNASNet"),
+    ("regnet_x_400mf", 64, {}, "RegNet X"),
+    ("regnet_y_400mf", 64, {}, "RegNet Y (squeeze-excitation)"),
+    ("shufflenet_v2_x0_5", 64, {}, "ShuffleNet v2 (channel shuffle, chunk)"),
+    ("squeezenet1_0", 64, {}, "SqueezeNet"),
+    ("convnext_tiny", 64, {}, "ConvNeXt (LayerNorm, GELU, layer scale)"),
+    ("vit_b_16", 64, {"image_size": 64}, "Vision Transformer (attention, class token)"),
+]
+
+
+def _model(name: str, size: int, kwargs: dict[str, object]) -> torch.nn.Module:
+    model = calibrated(name, size=size, **kwargs)
+    if name.startswith("vit"):  # torchvision initialises the head (logits would be 0) and class token to zeros
+        torch.manual_seed(1)
+        torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+        torch.nn.init.normal_(model.class_token, std=0.02)
+    return model
+
+
+@pytest.mark.parametrize(("name", "size", "kwargs"), [f[:3] for f in FAMILIES], ids=[f[0] for f in FAMILIES])
+def test_family_is_explained_and_conserves(name: str, size: int, kwargs: dict[str, object]) -> None:
+    model = _model(name, size, kwargs)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = model(x)
+
+    e = explain(model, x, "epsilon_plus_flat")
+    torch.testing.assert_close(e.logits, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max()))
+    assert torch.isfinite(e.relevance).all()
+    assert float(e.relevance.abs().max()) > 0
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+    # the heatmap's total differs from f(x) by exactly what the ledger names, step by step
+    named = e.ledger.absorbed()
+    torch.testing.assert_close(e.ledger.pixels + named, e.ledger.output, rtol=1e-5, atol=0)
+
+    # bias-free LRP-0 (ε = 0 everywhere): the pixels carry f(x) itself
+    e0 = explain(model, x, {"conv": "lrp0", "linear": "lrp0"}, ignore_bias=True, stabilizer=0.0)
+    assert torch.isfinite(e0.relevance).all()
+    rel = (e0.ledger.pixels - e0.ledger.output).abs() / e0.ledger.output.abs()
+    assert float(rel.max()) <= 1e-5, rel.tolist()
+    assert float(e0.ledger.relative_error().max()) <= 1e-5
+
+
+def test_layer_norm_and_attention_are_linearised_not_passed() -> None:
+    """ConvNeXt and ViT: LayerNorm and attention get the ε-rule on their σ-/weights-frozen affine map."""
+    convnext = prepare(_model("convnext_tiny", 64, {}))
+    norms = [s for s in convnext.steps if s.kind == "frozen"]
+    assert {s.frozen.name for s in norms} == {"layer_norm"}
+    assert any(s.op == "layer_norm" for s in norms), "LayerNorm2d's functional call is linearised too"
+    vit = _model("vit_b_16", 64, {"image_size": 64})
+    names = {s.frozen.name for s in prepare(vit).steps if s.kind == "frozen"}
+    assert names == {"layer_norm", "attention"}
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    e = explain(vit, x, "epsilon")
+    attn = [en for en in e.ledger.entries if en.rule.startswith("attention")]
+    assert len(attn) == 12
+    # the learned class token is a constant concatenated to the patches: it absorbs relevance like a bias
+    cat = next(en for en in e.ledger.entries if en.op == "cat")
+    assert float(cat.bias.abs().min()) > 0
+    torch.testing.assert_close(cat.r_out - cat.r_in, cat.bias, rtol=1e-4, atol=1e-6)
