@@ -29,6 +29,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torchvision.models.swin_transformer import _patch_merging_pad
 from torchvision.ops.stochastic_depth import stochastic_depth
 
 from . import linearize
@@ -137,7 +138,7 @@ GATE_FUNCTIONS = {torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.tanh, F.tanh, F
 MOVE_FUNCTIONS = {
     torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.cat,
     torch.concat, torch.stack, torch.chunk, torch.split, torch.narrow, torch.roll, torch.movedim, F.pad,
-    torch.unbind, torch.swapaxes, torch.t, F.interpolate,
+    torch.unbind, torch.swapaxes, torch.t, F.interpolate, _patch_merging_pad,
 }  # fmt: skip
 MAX_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,

@@ -15,13 +15,16 @@ queries and keys receive no relevance: it all flows through the values.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
+from torchvision.models import swin_transformer
 
 
 class Linearized(ABC):
@@ -176,6 +179,64 @@ class AttentionLin(Linearized):
         return self._mix(x, state, bias_free)
 
 
+_SOFTMAX = {F.softmax, torch.softmax, Tensor.softmax}
+
+
+class _SoftmaxTape(TorchFunctionMode):
+    """Records every softmax result (``replay=None``) or returns the recorded ones, in call order."""
+
+    def __init__(self, replay: list[Tensor] | None = None) -> None:
+        super().__init__()
+        self.replay = replay
+        self.recorded: list[Tensor] = []
+        self.calls = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func not in _SOFTMAX:
+            return func(*args, **(kwargs or {}))
+        self.calls += 1
+        if self.replay is not None:
+            return self.replay[self.calls - 1]
+        out = func(*args, **(kwargs or {}))
+        self.recorded.append(out.detach())
+        return out
+
+
+class SoftmaxFrozen(Linearized):
+    """A fused attention function (e.g. Swin's ``shifted_window_attention``) with its softmax weights frozen.
+
+    The function itself is re-run with every softmax call answered from the forward pass's
+    record, which leaves it affine in its input; bias arguments are dropped for the bias-free network.
+    """
+
+    frozen = "softmax weights"
+
+    def __init__(self, fn: Callable[..., Tensor], bound: dict[str, Any], biases: tuple[str, ...]) -> None:
+        self.fn, self.bound, self.biases = fn, bound, biases
+        self.name = getattr(fn, "__name__", "attention")
+
+    def _call(self, x: Tensor, bias_free: bool) -> Tensor:
+        kwargs = dict(self.bound)
+        if bias_free:
+            kwargs.update({b: None for b in self.biases})
+        return self.fn(x, **kwargs)
+
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        with _SoftmaxTape() as tape:
+            y = self._call(x, bias_free)
+        return y, tape.recorded
+
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        with _SoftmaxTape(replay=state):
+            return self._call(x, bias_free)
+
+
+#: fused attention functions (as torch.fx leaves) → the names of their bias arguments
+ATTENTION_FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {
+    swin_transformer.shifted_window_attention: ("qkv_bias", "proj_bias"),
+}
+
+
 def from_module(mod: nn.Module) -> Linearized | None:
     """The linearized form of a LayerNorm, GroupNorm or MultiheadAttention module (else ``None``)."""
     if isinstance(mod, nn.LayerNorm):
@@ -192,12 +253,18 @@ def _const(t: Tensor | None) -> Tensor | None:
 
 
 MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.MultiheadAttention)
-FUNCTIONS = {F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
-             F.group_norm: ("input", "num_groups", "weight", "bias", "eps")}  # fmt: skip
+FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {
+    F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
+    F.group_norm: ("input", "num_groups", "weight", "bias", "eps"),
+    **{fn: tuple(inspect.signature(fn).parameters) for fn in ATTENTION_FUNCTIONS},
+}
 
 
 def from_function(fn: Any, bound: dict[str, Any]) -> Linearized:
-    """The linearized form of ``F.layer_norm`` / ``F.group_norm`` with constant arguments ``bound``."""
+    """The linearized form of ``F.layer_norm`` / ``F.group_norm`` / a fused attention function with
+    constant arguments ``bound`` (all but the input)."""
+    if fn in ATTENTION_FUNCTIONS:
+        return SoftmaxFrozen(fn, bound, ATTENTION_FUNCTIONS[fn])
     if fn is F.layer_norm:
         shape = bound["normalized_shape"]
         shape = (shape,) if isinstance(shape, int) else tuple(shape)

@@ -34,6 +34,7 @@ FAMILIES: list[tuple[str, int, dict[str, object], str]] = [
     ("squeezenet1_0", 64, {}, "SqueezeNet"),
     ("convnext_tiny", 64, {}, "ConvNeXt (LayerNorm, GELU, layer scale)"),
     ("vit_b_16", 64, {"image_size": 64}, "Vision Transformer (attention, class token)"),
+    ("swin_t", 64, {}, "Swin Transformer (shifted-window attention)"),
 ]
 
 
@@ -87,3 +88,25 @@ def test_layer_norm_and_attention_are_linearised_not_passed() -> None:
     cat = next(en for en in e.ledger.entries if en.op == "cat")
     assert float(cat.bias.abs().min()) > 0
     torch.testing.assert_close(cat.r_out - cat.r_in, cat.bias, rtol=1e-4, atol=1e-6)
+
+
+def test_swin_window_attention_replays_its_softmax_weights() -> None:
+    """Swin's fused attention function is re-run with its softmax answered from the forward pass."""
+    from lrpcli.linearize import SoftmaxFrozen
+
+    model = _model("swin_t", 64, {})
+    frozen = [s.frozen for s in prepare(model).steps if s.kind == "frozen"]
+    attn = [f for f in frozen if isinstance(f, SoftmaxFrozen)]
+    assert len(attn) == 12 and attn[0].name == "shifted_window_attention"
+    x = torch.randn(1, 16, 16, 96, dtype=torch.float64)
+    lin = attn[1]  # a shifted block
+    lin.bound = {k: v.double() if isinstance(v, torch.Tensor) else v for k, v in lin.bound.items()}
+    with torch.no_grad():
+        y, weights = lin.forward(x, bias_free=False)
+        assert len(weights) == 1
+        torch.testing.assert_close(lin.apply(x, weights, bias_free=False), y)
+        # frozen weights make it affine: f(a x1 + b x2) = a f(x1) + b f(x2) + (1 - a - b) f(0)
+        x2 = torch.randn_like(x)
+        mix = lin.apply(2 * x - 3 * x2, weights, False)
+        zero = lin.apply(torch.zeros_like(x), weights, False)
+        torch.testing.assert_close(mix, 2 * y - 3 * lin.apply(x2, weights, False) + 2 * zero)
