@@ -1,4 +1,4 @@
-"""The ``lrp`` command line: ``explain``, ``models``, ``composites``, ``config check``.
+"""The ``lrp`` command line: ``explain``, ``inspect``, ``models``, ``composites``, ``config check``.
 
 Standard output carries only results (``--json``: the report; ``--jsonl``: one object per
 image; the listing commands' tables). Progress, logs, warnings and errors go to standard
@@ -12,8 +12,10 @@ the report covers the images that finished).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -42,7 +44,9 @@ from rich.text import Text
 
 from lrpcli import PRESETS, Explainer, UnsupportedOpError, __version__, get_composite
 from lrpcli.config import BUILTIN_CONFIGS, Config, ConfigError, load_config
-from lrpcli.images import InputError, discover
+from lrpcli.evaluate import BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
+from lrpcli.images import ImageInput, InputError, discover
+from lrpcli.inspection import inspect_explainer, print_inspection
 from lrpcli.models.registry import (
     EMBEDDED_MODELS,
     WEIGHT_FILE_SUFFIXES,
@@ -57,12 +61,14 @@ from lrpcli.models.registry import (
 from lrpcli.pipeline import (
     REPORT_NAME,
     OutputConflict,
+    OutputPaths,
     Pipeline,
     RunSettings,
     drop_previous_outputs,
     plan_outputs,
 )
 from lrpcli.render import get_cmap
+from lrpcli.resume import ResumeError, ResumeState, load_previous
 from lrpcli.report import ReportWriter, jsonl_line
 from lrpcli.rules import AFFINE_RULES
 
@@ -376,6 +382,24 @@ def explain(
             show_default=False,
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Keep the images an earlier run with the same config and options finished in "
+            "--out (their outputs and report.json entries); explain only the rest.",
+        ),
+    ] = False,
+    allow_python: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-python",
+            metavar="FILE",
+            help="Allow loading the model class from this Python file (the config's model.python). "
+            "Its code runs with your permissions, so it is refused unless named here.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Explain images: write heatmaps, overlays and report.json into --out."""
     console = _stderr_console()
@@ -403,6 +427,8 @@ def explain(
             save_npy=save_npy,
             cmap=cmap,
             max_pixels=max_pixels,
+            resume=resume,
+            allow_python=list(allow_python or []),
         )
     except _Fail as fail:
         _error(console, fail.message)
@@ -422,10 +448,41 @@ def _load_config(config: str | None, overrides: dict[str, Any]) -> Config:
         raise _Fail(EXIT_USAGE, str(exc)) from None
 
 
+def _load_model(cfg: Config, device: torch.device | str) -> LoadedModel:
+    """The config's model on ``device``; failures exit with status 3 saying why."""
+    try:
+        return load_model(cfg.model, device)
+    except ModelLoadError as exc:
+        raise _Fail(EXIT_MODEL, f"could not load the model: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - anything else while building it
+        raise _Fail(EXIT_MODEL, f"could not load the model ({type(exc).__name__}: {exc})") from None
+
+
+def _make_explainer(loaded: LoadedModel, cfg: Config, rules: str | dict[str, Any] | None = None) -> Explainer:
+    """An :class:`Explainer` for ``rules`` (default: the config's) with the config's rule options."""
+    try:
+        return Explainer(
+            loaded.module,
+            cfg.rules if rules is None else rules,
+            ignore_bias=cfg.ignore_bias,
+            **cfg.composite_options(),
+        )
+    except UnsupportedOpError as exc:
+        raise _Fail(EXIT_MODEL, f"this model cannot be explained by lrpcli: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise _Fail(EXIT_USAGE, f"{cfg.source}: rules: {exc}") from None
+
+
 def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
     # -- arguments, before any real work ------------------------------------------------------
     if o["json_out"] and o["jsonl_out"]:
         raise _Fail(EXIT_USAGE, "--json and --jsonl cannot be combined; choose one")
+    if o["resume"] and o["overwrite"]:
+        raise _Fail(
+            EXIT_USAGE,
+            "--resume and --overwrite cannot be combined: --resume keeps finished outputs, "
+            "--overwrite redoes them; choose one",
+        )
     paths: list[str] = o["paths"]
     if not paths:
         if _stdin_is_tty():
@@ -439,15 +496,7 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
         raise _Fail(EXIT_USAGE, "--null applies to paths read from standard input; add - to the paths")
     overrides: dict[str, Any] = {}
     if o["composite"] is not None:
-        if o["composite"] not in PRESETS:
-            close = difflib.get_close_matches(o["composite"], list(PRESETS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _Fail(
-                EXIT_USAGE,
-                f"--composite {o['composite']!r}: unknown preset{hint}; choose one of: "
-                f"{', '.join(PRESETS)} (custom rule maps go in the config's rules section)",
-            )
-        overrides["rules"] = o["composite"]
+        overrides["rules"] = _preset_name(o["composite"])
     if o["cmap"] is not None:
         try:
             get_cmap(o["cmap"])
@@ -457,6 +506,7 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
     if o["max_pixels"] is not None:
         overrides["input.max_pixels"] = o["max_pixels"]
     cfg = _load_config(o["config"], overrides)
+    _check_python_allowed(console, cfg, o["allow_python"])
 
     out: Path = o["out"]
     try:
@@ -471,31 +521,26 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
         _warn(console, f"skipped {len(dropped)} earlier output file(s) found inside {out}")
     if not inputs:
         raise _Fail(EXIT_USAGE, f"no image files found in: {' '.join(paths)}")
-    try:
-        plans = plan_outputs(inputs, out, save_npy=o["save_npy"], overwrite=o["overwrite"])
+    resuming = bool(o["resume"]) and (out / REPORT_NAME).exists()
+    try:  # resuming from a matching report: outputs of images not finished may be replaced
+        plans = plan_outputs(
+            inputs, out, save_npy=o["save_npy"], overwrite=o["overwrite"] or resuming
+        )
     except OutputConflict as exc:
         raise _Fail(EXIT_USAGE, str(exc)) from None
+    state = _previous_run(console, out, inputs, plans, cfg, o) if resuming else None
+    todo = state.todo() if state is not None else list(range(len(inputs)))
     device = _resolve_device(o["device"])
+    if state is not None and not todo:
+        return _all_reused(console, state, cfg, out, o)
 
     # -- model ----------------------------------------------------------------------------------
     quiet: bool = o["quiet"]
     if not quiet:
         console.print(Text(f"loading {cfg.model.describe()} on {device}", style="dim"))
-    try:
-        loaded = load_model(cfg.model, device)
-    except ModelLoadError as exc:
-        raise _Fail(EXIT_MODEL, f"could not load the model: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - anything else while building it
-        raise _Fail(EXIT_MODEL, f"could not load the model ({type(exc).__name__}: {exc})") from None
+    loaded = _load_model(cfg, device)
     target = _parse_target(o["target"], loaded.categories)
-    try:
-        explainer = Explainer(
-            loaded.module, cfg.rules, ignore_bias=cfg.ignore_bias, **cfg.composite_options()
-        )
-    except UnsupportedOpError as exc:
-        raise _Fail(EXIT_MODEL, f"this model cannot be explained by lrpcli: {exc}") from None
-    except (ValueError, TypeError) as exc:
-        raise _Fail(EXIT_USAGE, f"{cfg.source}: rules: {exc}") from None
+    explainer = _make_explainer(loaded, cfg)
 
     # -- run ------------------------------------------------------------------------------------
     try:
@@ -515,6 +560,8 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
         ledger_steps=cfg.report.ledger_steps,
     )
     run_info = _run_info(cfg, loaded, explainer, device, out, o, settings)
+    if state is not None:
+        run_info["resumed"] = _resumed_info(state)
     writer = ReportWriter(out / REPORT_NAME, run_info, inputs=len(inputs), tolerance=cfg.report.tolerance)
     pipeline = Pipeline(explainer, loaded.categories, settings, out_dir=out, device=device)
     started = time.perf_counter()
@@ -533,9 +580,17 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
         disable=not show_progress,
         transient=False,
     )
-    task = progress.add_task("explain", total=len(inputs))
+    task = progress.add_task("explain", total=len(todo))
+
+    def add_reused(before: int) -> None:
+        if state is not None:
+            for old in state.entries_before(before):
+                writer.add(old, reused=True)
 
     def emit(entry: dict[str, Any]) -> None:
+        if state is not None:  # the pipeline numbers the images it was given; restore the input order
+            entry["index"] = todo[entry["index"]]
+            add_reused(entry["index"])
         writer.add(entry)
         if o["jsonl_out"] and stdout_ok[0]:
             _write_stdout(jsonl_line(entry) + "\n", stdout_ok)
@@ -550,10 +605,13 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
     try:
         with progress:
             if not interrupted:
-                outcome = pipeline.run(inputs, plans, emit, stop)
+                outcome = pipeline.run([inputs[i] for i in todo], [plans[i] for i in todo], emit, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        add_reused(len(inputs))
+        if state is not None:
+            state.close()
         elapsed = time.perf_counter() - started
         interrupted = interrupted or stop.is_set() or bool(outcome and outcome.interrupted)
         stopped_early = bool(outcome and outcome.stopped_early)
@@ -574,14 +632,102 @@ def _explain(console: Console, stop: threading.Event, **o: Any) -> int:
         finally:
             writer.close()
     if o["json_out"]:
-        with open(out / REPORT_NAME, encoding="utf-8") as handle:
-            try:
-                shutil.copyfileobj(handle, sys.stdout)
-                sys.stdout.flush()
-            except BrokenPipeError:
-                _silence_stdout()
+        _print_report(out)
     _log_summary(console, summary, out, quiet)
     return code
+
+
+def _print_report(out: Path) -> None:
+    """Copy ``OUT/report.json`` to standard output (``--json``)."""
+    with open(out / REPORT_NAME, encoding="utf-8") as handle:
+        try:
+            shutil.copyfileobj(handle, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+
+
+def _check_python_allowed(console: Console, cfg: Config, allowed: list[Path]) -> None:
+    """A config naming a Python model file is refused unless ``--allow-python`` names that file."""
+    code = cfg.model.code
+    if cfg.model.source != "python" or code is None:
+        if allowed:
+            _warn(console, f"--allow-python: {cfg.source} names no Python model; the option has no effect")
+        return
+    trusted = {Path(p).expanduser().resolve() for p in allowed}
+    if code.resolve() not in trusted:
+        raise _Fail(
+            EXIT_USAGE,
+            f"{cfg.source}: model.python names {code}; loading it runs that file's Python code "
+            "with your permissions, which lrp does only when you allow that file explicitly. "
+            f"If you trust it, add: --allow-python {shlex.quote(str(code))}",
+        )
+
+
+def _previous_run(
+    console: Console,
+    out: Path,
+    inputs: list[ImageInput],
+    plans: list[OutputPaths],
+    cfg: Config,
+    o: dict[str, Any],
+) -> ResumeState:
+    """Load ``OUT/report.json`` for ``--resume`` (usage error if it cannot be reused)."""
+    options = {"target": o["target"], "top_k": o["top_k"], "save_npy": o["save_npy"]}
+    try:
+        state = load_previous(out, inputs, plans, digest=cfg.digest(), options=options)
+    except ResumeError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+    assert state is not None  # the report exists
+    if not o["quiet"]:
+        console.print(
+            Text(
+                f"resuming from {state.report}: {state.reused} of {len(inputs)} images already "
+                f"done, {len(inputs) - state.reused} to explain",
+                style="dim",
+            )
+        )
+    return state
+
+
+def _resumed_info(state: ResumeState) -> dict[str, Any]:
+    return {
+        "report": state.report.as_posix(),
+        "previous_started_at": state.run.get("started_at"),
+        "reused": state.reused,
+    }
+
+
+def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o: dict[str, Any]) -> int:
+    """``--resume`` with every image already done: rewrite the report, load no model, explain nothing."""
+    started = time.perf_counter()
+    run_info = dict(state.run)  # same config digest, so the same model, rules and layers
+    run_info.update(
+        options={**(state.run.get("options") or {}), "resume": True},
+        lrpcli_version=__version__,
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+        started_at=_now(),
+        out_dir=out.as_posix(),
+        resumed=_resumed_info(state),
+    )
+    writer = ReportWriter(out / REPORT_NAME, run_info, inputs=state.total, tolerance=cfg.report.tolerance)
+    try:
+        for old in state.entries_before(state.total):
+            writer.add(old, reused=True)
+        elapsed = time.perf_counter() - started
+        summary = writer.write(
+            exit_code=EXIT_OK,
+            elapsed_s=elapsed,
+            run_updates={"finished_at": _now(), "duration_s": elapsed},
+        )
+    finally:
+        writer.close()
+        state.close()
+    if o["json_out"]:
+        _print_report(out)
+    _log_summary(console, summary, out, o["quiet"])
+    return EXIT_OK
 
 
 def _write_stdout(text: str, ok: list[bool]) -> None:
@@ -651,6 +797,7 @@ def _run_info(
             "save_npy": settings.save_npy,
             "fail_fast": settings.fail_fast,
             "overwrite": o["overwrite"],
+            "resume": o["resume"],
         },
         "out_dir": out.as_posix(),
     }
@@ -705,9 +852,129 @@ def _log_summary(console: Console, summary: dict[str, Any], out: Path, quiet: bo
             ("done ", "bold"),
             f"{summary['ok']} of {total} images explained in {elapsed:.1f} s"
             + (f" ({rate:.2f} images/s)" if rate else "")
+            + (f", {summary['reused']} of them by an earlier run (--resume)" if summary.get("reused") else "")
             + f"; ledger closure: {check} ({closure}); outputs and report in {out}/",
         )
     )
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@app.command()
+def evaluate(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PATHS",
+            help="Image files, folders (scanned recursively), glob patterns, or - to read paths from "
+            "standard input (one per line), as for lrp explain.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help=f"YAML config (model, preprocessing, rule options). Built-in names: {', '.join(BUILTIN_CONFIGS)}.",
+            show_default=False,
+        ),
+    ] = None,
+    composites: Annotated[
+        str | None,
+        typer.Option(
+            "--composites",
+            metavar="A,B,...",
+            help=f"LRP presets to evaluate (default: the config's rules): {', '.join(PRESETS)}.",
+            show_default=False,
+        ),
+    ] = None,
+    baselines: Annotated[
+        str,
+        typer.Option(
+            "--baselines",
+            metavar="A,B,...",
+            help=f"Baselines to compare against ('' for none): {', '.join(BASELINES)}.",
+        ),
+    ] = ",".join(BASELINES),
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, metavar="N", help="Perturbation steps L (one more patch per step).")
+    ] = 100,
+    patch: Annotated[
+        int, typer.Option("--patch", min=1, metavar="P", help="Patch size in pixels of the model's input crop.")
+    ] = 9,
+    perturbation: Annotated[
+        PerturbationName,
+        typer.Option(
+            "--perturbation",
+            help="What perturbed patches become, in pixel space [0, 1] before normalisation: "
+            + "; ".join(f"{k}: {v}" for k, v in PERTURBATIONS.items())
+            + ".",
+        ),
+    ] = "uniform",
+    order: Annotated[
+        OrderName,
+        typer.Option("--order", help="; ".join(f"{k}: {v}" for k, v in ORDERS.items()) + "."),
+    ] = "morf",
+    random_runs: Annotated[
+        int, typer.Option("--random-runs", min=1, metavar="R", help="Random orders averaged for the random baseline.")
+    ] = 5,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="S", help="Seed of the uniform noise, tie-breaks and random orders.")
+    ] = 0,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", "-b", min=1, metavar="N", help="Perturbed copies per forward pass (bounds memory)."),
+    ] = 32,
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="Where to run the model.", case_sensitive=False)
+    ] = DeviceChoice.auto,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for evaluation.json and evaluation.png.")
+    ] = Path("lrp-out"),
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print evaluation.json (one JSON document) on standard output.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No per-image lines, ranking table or summary (errors still shown).")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing evaluation.json / evaluation.png.")
+    ] = False,
+) -> None:
+    """Pixel-flipping faithfulness: perturb patches in relevance order, write AOPC and curves."""
+    from lrpcli.evaluate_run import run_evaluate
+
+    console = _stderr_console()
+    try:
+        code = run_evaluate(
+            console,
+            paths=list(paths or []),
+            config=config,
+            composites=composites,
+            baselines=baselines,
+            steps=steps,
+            patch=patch,
+            perturbation=perturbation,
+            order=order,
+            random_runs=random_runs,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            out=out,
+            json_out=json_out,
+            quiet=quiet,
+            overwrite=overwrite,
+        )
+    except _Fail as fail:
+        _error(console, fail.message)
+        code = fail.code
+    except KeyboardInterrupt:
+        _error(console, "interrupted")
+        code = EXIT_INTERRUPTED
+    raise typer.Exit(code)
 
 
 # --------------------------------------------------------------------------- listings
@@ -759,6 +1026,18 @@ def models() -> None:
         "so pickled Python objects are refused",
         markup=False,
     )
+    console.print()
+    console.print(
+        Text(
+            "python: FILE.py:ClassName + weights: FILE [+ num_classes: N] [+ classes: FILE] "
+            "[+ kwargs: {...}]",
+            style="bold",
+        )
+    )
+    console.print(
+        "  your own nn.Module; its file runs as Python code, so lrp explain needs --allow-python FILE",
+        markup=False,
+    )
 
 
 @app.command()
@@ -784,6 +1063,86 @@ def composites() -> None:
         "(features.2*); 'preset: NAME' starts from a preset.",
         markup=False,
     )
+
+
+@app.command()
+def inspect(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", "-c", metavar="FILE",
+            help=f"Config naming the model and rules (default: built-in; also {', '.join(BUILTIN_CONFIGS)}).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", metavar="NAME",
+            help="Inspect this model instead of the config's: an embedded name or a torchvision "
+            "architecture (built with random weights; see lrp models).",
+        ),
+    ] = None,
+    composite: Annotated[
+        str | None, typer.Option("--composite", metavar="NAME", help="Rule preset instead of the config's rules.")
+    ] = None,
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="Also list element-wise and data-movement steps.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on standard output.")] = False,
+    allow_python: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-python", metavar="FILE", show_default=False,
+            help="Allow loading the model class from this Python file (the config's model.python).",
+        ),
+    ] = None,
+) -> None:
+    """Show which rule every layer gets under the composite, and why, plus the canonizations applied."""
+    console = _stderr_console()
+    try:
+        overrides: dict[str, Any] = {}
+        if composite is not None:
+            overrides["rules"] = _preset_name(composite)
+        if model is not None:
+            overrides["model"] = _model_override(model)
+        cfg = _load_config(config, overrides)
+        _check_python_allowed(console, cfg, list(allow_python or []))
+        explainer = _make_explainer(_load_model(cfg, "cpu"), cfg)
+    except _Fail as fail:
+        _error(console, fail.message)
+        raise typer.Exit(fail.code) from None
+    data = inspect_explainer(explainer)
+    data = {"model": cfg.model.describe(), "config": cfg.source, "composite": cfg.composite_name, **data}
+    if json_out:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    title = f"{cfg.model.describe()} under {cfg.composite_name}"
+    out = _stdout_console()
+    if not out.is_terminal:
+        out.width = 200  # a file or pipe: keep table rows on one line
+    print_inspection(out, data, title, all_steps=all_steps)
+
+
+def _preset_name(name: str) -> str:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _Fail(
+            EXIT_USAGE,
+            f"--composite {name!r}: unknown preset{hint}; choose one of: "
+            f"{', '.join(PRESETS)} (custom rule maps go in the config's rules section)",
+        )
+    return name
+
+
+def _model_override(name: str) -> dict[str, Any]:
+    if name in EMBEDDED_MODELS:
+        return {"embedded": name}
+    if name in torchvision_classifiers():
+        return {"torchvision": name, "weights": "none"}
+    close = difflib.get_close_matches(name, list(EMBEDDED_MODELS) + list(torchvision_classifiers()), n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise _Fail(EXIT_USAGE, f"--model {name!r}: unknown model{hint}; lrp models lists them")
 
 
 @config_app.command("check")

@@ -7,6 +7,7 @@ A config file has these top-level sections (all optional except ``model``)::
       embedded: efficientnet_lite0
       # torchvision: resnet50        + weights: IMAGENET1K_V1 | DEFAULT | none, num_classes, classes
       # file: weights.pth            + arch: resnet50, num_classes: 10, classes: names.txt
+      # python: net.py:ClassName     + weights: net.pth, num_classes, classes, kwargs: {...}
     preprocess: {resize: 256, crop: 224, mean: [...], std: [...]}   # defaults per model
     rules: epsilon_plus_flat    # a preset name, or a selector mapping (see below)
     rule_options: {epsilon: 1.0e-6, gamma: 0.25, stabilizer: 1.0e-6, low: ..., high: ..., ignore_bias: false}
@@ -25,7 +26,9 @@ A ``rules`` mapping is passed to the engine's :func:`lrpcli.get_composite`::
 
 Only ``yaml.safe_load``-level constructs are accepted (plus a duplicate-key check). Every
 problem is reported as ``FILE: key.path: message``; all problems are collected, not just the
-first. Paths in ``model.file`` and ``model.classes`` are relative to the config file.
+first. Paths in ``model.file``, ``model.python``, ``model.weights`` (of a ``python`` model) and
+``model.classes`` are relative to the config file. Validation never imports a ``python`` model's
+file; only loading the model does (and the CLI requires ``--allow-python`` for that).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from lrpcli.models.registry import (
     torchvision_weights,
     weight_names,
 )
+from lrpcli.models.python_source import parse_reference
 from lrpcli.rules import AFFINE_RULES
 
 __all__ = [
@@ -86,6 +90,7 @@ _MODEL_KEYS = {
     "embedded": ("embedded",),
     "torchvision": ("torchvision", "weights", "num_classes", "classes"),
     "file": ("file", "arch", "num_classes", "classes"),
+    "python": ("python", "weights", "num_classes", "classes", "kwargs"),
 }
 _PREPROCESS_KEYS = ("resize", "crop", "mean", "std")
 _OPTION_KEYS = ("epsilon", "gamma", "stabilizer", "low", "high", "ignore_bias")
@@ -165,6 +170,12 @@ class Config:
             model = {"embedded": m.name}
         elif m.source == "torchvision":
             model = {"torchvision": m.name, "weights": m.weights or "none", "num_classes": m.num_classes}
+        elif m.source == "python":
+            model = {"python": f"{m.code}:{m.name}", "weights": str(m.path)}
+            if m.num_classes:
+                model["num_classes"] = m.num_classes
+            if m.kwargs:
+                model["kwargs"] = dict(m.kwargs)
         else:
             model = {"file": str(m.path), "arch": m.name, "num_classes": m.num_classes}
         if m.classes_file is not None:
@@ -464,6 +475,8 @@ def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = N
 
     default_pp = _safe_default_preprocess(model)
     pp = _parse_preprocess(c, top.get("preprocess"), default_pp)
+    if model is not None and model.source == "python" and pp is not None:
+        model = replace(model, input_size=pp.crop)  # for counting the model's outputs
     rules = _parse_rules(c, top.get("rules", "epsilon_plus_flat"))
     opts = _parse_options(c, top.get("rule_options"), pp)
     render = _parse_render(c, top.get("render"))
@@ -524,7 +537,7 @@ def _parse_model(c: _Checker, value: Any, base_dir: Path) -> ModelSpec | None:
         c.error(
             "model",
             f"{what}; give exactly one of 'embedded: efficientnet_lite0', "
-            "'torchvision: NAME' or 'file: PATH'",
+            "'torchvision: NAME', 'file: PATH' or 'python: FILE.py:ClassName'",
         )
         return None
     source = sources[0]
@@ -545,7 +558,81 @@ def _parse_model(c: _Checker, value: Any, base_dir: Path) -> ModelSpec | None:
         return ModelSpec(source="embedded", name=name)
     if source == "torchvision":
         return _parse_torchvision(c, fields, base_dir)
+    if source == "python":
+        return _parse_python_model(c, fields, base_dir)
     return _parse_file_model(c, fields, base_dir)
+
+
+def _parse_python_model(c: _Checker, fields: dict[str, Any], base_dir: Path) -> ModelSpec | None:
+    """``python: FILE.py:ClassName`` + ``weights`` (+ ``num_classes``, ``classes``, ``kwargs``)."""
+    before = len(c.problems)
+    code: Path | None = None
+    class_name: str | None = None
+    raw = c.string(fields["python"], "model.python")
+    if raw is not None:
+        ref = parse_reference(raw)
+        if ref is None:
+            c.error("model.python", f"{raw!r}: expected FILE.py:ClassName, e.g. 'python: net.py:MyNet'")
+        else:
+            code = (base_dir / Path(ref[0]).expanduser()).resolve()
+            class_name = ref[1]
+            if code.suffix != ".py":
+                c.error("model.python", f"{ref[0]!r}: expected a .py file")
+            elif not code.is_file():
+                c.error("model.python", f"no such file: {code}")
+    weights: Path | None = None
+    if "weights" not in fields:
+        c.error("model.weights", f"missing; the model's weights file ({' or '.join(WEIGHT_FILE_SUFFIXES)})")
+    else:
+        raw_weights = c.string(fields["weights"], "model.weights")
+        if raw_weights is not None:
+            weights = (base_dir / Path(raw_weights).expanduser()).resolve()
+            if weights.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
+                c.error(
+                    "model.weights",
+                    f"{raw_weights!r}: expected a {' or '.join(WEIGHT_FILE_SUFFIXES)} weights file",
+                )
+            elif not weights.is_file():
+                c.error("model.weights", f"no such file: {weights}")
+    num_classes: int | None = None
+    if fields.get("num_classes") is not None:
+        num_classes = c.integer(fields["num_classes"], "model.num_classes")
+    kwargs = _parse_kwargs(c, fields.get("kwargs"))
+    classes_file, classes = _parse_classes(c, fields, base_dir, num_classes)
+    if len(c.problems) > before or code is None or class_name is None or weights is None or kwargs is None:
+        return None
+    return ModelSpec(
+        source="python",
+        name=class_name,
+        num_classes=num_classes or 0,
+        path=weights,
+        classes_file=classes_file,
+        classes=classes,
+        code=code,
+        kwargs=kwargs,
+    )
+
+
+def _parse_kwargs(c: _Checker, value: Any) -> tuple[tuple[str, Any], ...] | None:
+    """Constructor keyword arguments: names to plain scalars (text, numbers, booleans, null)."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        c.error("model.kwargs", f"expected a mapping of argument names to values, got {_show(value)}")
+        return None
+    out: list[tuple[str, Any]] = []
+    ok = True
+    for key, item in value.items():
+        where = f"model.kwargs.{key}"
+        if not isinstance(key, str) or not key.isidentifier():
+            c.error(where, "argument names must be Python identifiers")
+            ok = False
+        elif item is not None and not isinstance(item, (str, int, float, bool)):
+            c.error(where, f"expected a plain value (text, number, true/false, null), got {_show(item)}")
+            ok = False
+        else:
+            out.append((key, item))
+    return tuple(out) if ok else None
 
 
 def _parse_torchvision(c: _Checker, fields: dict[str, Any], base_dir: Path) -> ModelSpec | None:

@@ -266,6 +266,10 @@ class Explainer:
             return f"{lin.describe()}, epsilon={eps}", f"{lin.frozen} held constant; ε-rule on the affine rest"
         if s.kind == "norm":
             return f"norm(stabilizer={eps})", "sum node: split by contribution"
+        if s.kind == "mix":
+            return f"mix(softmax weights constant), epsilon={eps}", "attention weights × values: ε-rule on the values"
+        if s.kind == "stat":
+            return "none", "feeds only gates or frozen weights: never receives relevance"
         return s.rule_name or s.kind, FIXED_REASONS.get(s.rule_name or s.kind, f"{s.kind} node")
 
     # -- forward ------------------------------------------------------------------------------
@@ -307,7 +311,7 @@ class Explainer:
                     saved[s.index] = (args, kwargs)
                 elif keep and kind in ("pass", "gate"):
                     saved[s.index] = [a.shape if isinstance(a, Tensor) else None for a in args]
-                elif keep and kind == "norm":
+                elif keep and kind in ("norm", "mix"):
                     saved[s.index] = (args, kwargs, out)
             env[s.index] = out
             for r in s.refs():
@@ -334,6 +338,8 @@ class Explainer:
             r = rel[s.index]
             if r is None or s.kind in ("input", "output", "dead", "const"):
                 continue
+            if s.kind == "stat" and s.error is not None:
+                raise s.error
             rel[s.index] = None
             data, saved[s.index] = saved[s.index], None
             r_out = rsum[s.index]
@@ -341,8 +347,9 @@ class Explainer:
             rule = s.rule_name
             if s.kind == "affine":
                 contribs, (bias, stab, dropped), rule = self._affine(s, data, r, x)
-            elif s.kind == "norm":
+            elif s.kind in ("norm", "mix"):
                 contribs, (bias, stab, dropped) = self._norm(s, data, r)
+                rule = self._fixed_rule(s)[0]
             elif s.kind == "move":
                 contribs, bias = self._move(s, data, r)
             elif s.kind == "frozen":
@@ -397,8 +404,12 @@ class Explainer:
             contribs = [(s.args[0].index, args[0] * sig), (s.args[1].index, args[1] * sig)]
         else:
             leaves: list[tuple[int, Tensor]] = []
+            live = self._live
+            if s.kind == "mix":  # the attention weights are held constant
+                live = list(live)
+                live[s.args[s.gate_arg].index] = False
             with torch.enable_grad():
-                a = _substitute(s.args, args, self._live, leaves)
+                a = _substitute(s.args, args, live, leaves)
                 k = _substitute(s.kwargs, kwargs, self._live, leaves) if kwargs else {}
                 out = s.fn(*a, **k)
                 grads = torch.autograd.grad(out, [leaf for _, leaf in leaves], sig, allow_unused=True)
@@ -485,7 +496,7 @@ class Explainer:
             if s.kind == "input":
                 env[s.index] = batch
                 continue
-            if s.kind in ("affine", "gate", "norm", "frozen") and self._live[s.index]:
+            if s.kind in ("affine", "gate", "norm", "frozen", "mix", "stat") and self._live[s.index]:
                 raise UnsupportedOpError(
                     "the zbox rule", s.name, s.module,
                     "z^B needs bounds on its layer input; this layer is not fed by the pixels through "

@@ -10,6 +10,10 @@ Each graph node becomes a :class:`Step` of one kind:
 ``gate``     signal × gate product (squeeze-excitation): relevance goes to the signal
 ``frozen``   LayerNorm, GroupNorm, multi-head attention: affine once σ / the attention weights are
              held constant (:mod:`lrpcli.linearize`); ε-rule on that affine map
+``mix``      product of attention weights (a softmax) and values (``einsum``, ``matmul``): the
+             weights are held constant, ε-rule on the product as a linear map of the values
+``stat``     a node that only feeds gates and frozen weights (``q·kᵀ``, the softmax): computed in
+             the forward pass, never given relevance, so it needs no rule
 ``select``   picking one result of a multi-output node (``chunk(...)[i]``)
 ``input`` / ``const`` / ``output``
 
@@ -73,6 +77,7 @@ class Step:
     rule_name: str = ""  # fixed rule for non-affine steps ("pass", "norm", ...)
     gate_arg: int = -1  # for gate steps: position of the gate operand
     frozen: Linearized | None = None  # for frozen steps: the op with its constant factor
+    error: UnsupportedOpError | None = None  # for stat steps: why relevance cannot pass
     notes: list[str] = field(default_factory=list)  # canonizations applied to this step
 
     def refs(self) -> list[Ref]:
@@ -301,7 +306,10 @@ def build_program(model: nn.Module) -> Program:
             step.fn = _callable(node, modules)
             step.op = _op_name(node, modules)
         else:
-            _classify(step, node, modules, is_live)
+            try:
+                _classify(step, node, modules, is_live)
+            except UnsupportedOpError as exc:  # fatal only if relevance has to pass through it
+                step.kind, step.error = "stat", exc
             if step.kind != "meta":
                 live.add(node)
             else:
@@ -310,6 +318,7 @@ def build_program(model: nn.Module) -> Program:
 
     if input_index < 0 or output_index < 0:
         raise UnsupportedOpError("a graph without input or output", "<graph>", None)
+    _check_relevance_paths(steps, output_index)
     program = Program(steps, input_index, output_index, [])
     _fold_padding(program)
     _fold_batchnorm(program, modules)
@@ -415,6 +424,8 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
             step.kind, step.rule_name = found
         elif name in SCALE_METHODS:
             _classify_product(step, node, modules, live_args)
+        elif name in MIX_METHODS and _classify_mix(step, node, modules, live_args):
+            pass
         else:
             raise UnsupportedOpError(
                 f"Tensor.{node.target}", node.name, step.module, "no LRP rule for this tensor method"
@@ -444,6 +455,8 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
         step.kind = "frozen_fn"  # resolved to a Linearized once the constant weights are known
     elif fn in SCALE_FUNCTIONS:
         _classify_product(step, node, modules, live_args)
+    elif fn in MIX_FUNCTIONS and _classify_mix(step, node, modules, live_args):
+        pass
     elif fn in (F.linear, F.conv1d, F.conv2d, F.conv3d) and live_args == [0] and not any(
         is_live(a) for a in list(node.args[1:]) + list(node.kwargs.values())
     ):
@@ -489,9 +502,36 @@ def _returns_sequence(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
+def _check_relevance_paths(steps: list[Step], output_index: int) -> None:
+    """Raise the error of the first step relevance must pass through but has no rule for.
+
+    Relevance never enters a gate operand, a frozen step's statistics, or attention weights; steps
+    that only feed those (``q·kᵀ``, the softmax) keep kind ``stat``: computed, never explained.
+    """
+    reached: set[int] = set()
+    todo = [r.index for r in steps[output_index].refs()]
+    while todo:
+        i = todo.pop()
+        if i in reached:
+            continue
+        reached.add(i)
+        s = steps[i]
+        refs = s.refs()
+        if s.kind in ("gate", "mix"):
+            refs = [r for j, r in enumerate(s.args) if isinstance(r, Ref) and j != s.gate_arg]
+        elif s.kind == "frozen" and s.frozen is not None:
+            refs = [s.args[s.frozen.signal]]
+        todo.extend(r.index for r in refs)
+    for s in steps:
+        if s.kind == "stat" and s.index in reached and s.error is not None:
+            raise s.error
+
+
 def _is_gate_node(node: Any, modules: dict[str, nn.Module]) -> bool:
     if not isinstance(node, fx.Node):
         return False
+    if _is_transparent(node, modules):  # attention dropout, reshapes between the softmax and its use
+        return _is_gate_node(node.args[0], modules)
     if node.op == "call_module":
         return isinstance(modules[str(node.target)], GATE_MODULES)
     if node.op == "call_function":
@@ -499,6 +539,36 @@ def _is_gate_node(node: Any, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_method":
         return str(node.target).rstrip("_") in GATE_METHODS
     return False
+
+
+TRANSPARENT_METHODS = {"contiguous", "view", "reshape", "transpose", "permute", "to", "float", "unsqueeze"}
+
+
+def _is_transparent(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Dropout, identity or a reshape: a gate seen through it is still a gate."""
+    if not node.args or not isinstance(node.args[0], fx.Node):
+        return False
+    if node.op == "call_module":
+        mod = modules[str(node.target)]
+        return isinstance(mod, (nn.Dropout, nn.Identity))
+    if node.op == "call_function":
+        return node.target in (F.dropout, torch.reshape, torch.transpose, torch.permute, torch.unsqueeze)
+    return node.op == "call_method" and str(node.target) in TRANSPARENT_METHODS
+
+
+MIX_FUNCTIONS = {torch.einsum, torch.matmul, torch.bmm, operator.matmul}
+MIX_METHODS = {"matmul", "bmm"}
+
+
+def _classify_mix(step: Step, node: fx.Node, modules: dict[str, nn.Module], live_args: list[int]) -> bool:
+    """Attention weights × values (einsum/matmul with a softmax operand): linear in the values."""
+    if len(live_args) != 2:
+        return False
+    gates = [j for j in live_args if _is_gate_node(node.args[j], modules)]
+    if len(gates) != 1:
+        return False
+    step.kind, step.rule_name, step.gate_arg = "mix", "mix", gates[0]
+    return True
 
 
 def _classify_product(step: Step, node: fx.Node, modules: dict[str, nn.Module], live_args: list[int]) -> None:

@@ -9,7 +9,9 @@ model input tensor plus the matching RGB crop used for overlays
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import hashlib
 import os
 import re
 import stat
@@ -51,6 +53,7 @@ DEFAULT_MAX_PIXELS: int = 89_478_485
 """Default decompression-bomb limit in pixels (Pillow's own default, 1 GiB / 4 / 3)."""
 
 _MAGIC = re.compile(r"[*?\[]")
+_MAX_STEM_BYTES = 180  # + ".overlay.png" and the atomic write's ".NAME.<12 hex>.tmp" < 255
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
@@ -94,8 +97,22 @@ def _clean_component(name: str) -> str:
     return cleaned
 
 
+def _short_name(name: str) -> str:
+    """``name``, or (if its encoded stem is longer than :data:`_MAX_STEM_BYTES`) its stem cut
+    short plus ``~`` and 8 hex digits of a hash of the full name, so that output and temporary
+    file names built from it stay under the usual 255-byte file-name limit."""
+    stem, suffix = os.path.splitext(name)
+    if len(os.fsencode(stem)) <= _MAX_STEM_BYTES:
+        return name
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    while stem and len(os.fsencode(stem + tag)) > _MAX_STEM_BYTES:
+        stem = stem[:-1]
+    return stem + tag + suffix
+
+
 def _safe_rel(parts: Sequence[str], fallback: str) -> Path:
-    """Join ``parts`` into a relative path without ``.``/``..``/empty components."""
+    """Join ``parts`` into a relative path without ``.``/``..``/empty components; a long
+    file name is shortened (:func:`_short_name`)."""
     stack: list[str] = []
     for part in parts:
         if part in ("", "."):
@@ -107,6 +124,7 @@ def _safe_rel(parts: Sequence[str], fallback: str) -> Path:
         stack.append(_clean_component(part))
     if not stack:
         stack = [_clean_component(fallback)]
+    stack[-1] = _short_name(stack[-1])
     return Path(*stack)
 
 
@@ -120,6 +138,8 @@ def _scan_dir(directory: str) -> Iterator[tuple[tuple[str, ...], str]]:
 
     Hidden entries (names starting with ``.``) are skipped. Symlinks are followed,
     but every real directory is entered at most once, so symlink loops terminate.
+    Broken or looping file symlinks and other non-regular files with an image extension
+    are listed too, so that loading reports them instead of skipping them silently.
     """
     found: list[tuple[tuple[str, ...], str]] = []
     seen_dirs: set[tuple[int, int]] = set()
@@ -140,9 +160,7 @@ def _scan_dir(directory: str) -> Iterator[tuple[tuple[str, ...], str]]:
         for name in files:
             if _is_hidden(name) or not is_image_path(name):
                 continue
-            full = os.path.join(root, name)
-            if os.path.isfile(full):  # skips broken symlinks, sockets, ...
-                found.append((prefix + (name,), full))
+            found.append((prefix + (name,), os.path.join(root, name)))
     found.sort(key=lambda item: item[0])
     return iter(found)
 
@@ -505,14 +523,13 @@ def load_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Lo
         raise ValueError(
             f"max_pixels must be a positive number of pixels or None, got {max_pixels}"
         )
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise ImageLoadError(path, "file not found; check the path") from None
-    except OSError as exc:
-        raise ImageLoadError(path, f"cannot access file ({exc.strerror or exc})") from None
+    st = _stat_for_loading(path)
     if stat.S_ISDIR(st.st_mode):
         raise ImageLoadError(path, "is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(
+            path, "not a regular file (a FIFO, socket or device); only image files are read"
+        )
     if st.st_size == 0:
         raise ImageLoadError(path, "empty file (0 bytes); re-download or re-export it")
 
@@ -529,10 +546,58 @@ def load_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Lo
     return LoadedImage(image=rgb, warnings=warns)
 
 
+def _stat_for_loading(path: Path) -> os.stat_result:
+    """``os.stat`` of ``path``, or an :class:`ImageLoadError` saying why it cannot be read."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        if os.path.islink(path):
+            target = os.readlink(path)
+            raise ImageLoadError(
+                path, f"broken symbolic link: it points to {target!r}, which does not exist"
+            ) from None
+        raise ImageLoadError(
+            path, "file not found; check the path (was it removed or renamed after the inputs were listed?)"
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageLoadError(
+                path, "symbolic link loop: the link leads back to itself; fix or remove it"
+            ) from None
+        raise ImageLoadError(path, f"cannot access file ({exc.strerror or exc})") from None
+
+
+_MARKUP_PREFIXES = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml", b"<svg")
+
+
+def _sniff_markup(path: Path) -> str | None:
+    """``"an HTML page"`` / ``"XML or SVG"`` if the file starts like one (a saved web page, a
+    download that returned an error page), else ``None``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for prefix in _MARKUP_PREFIXES:
+        if text.startswith(prefix):
+            return "XML or SVG" if prefix in (b"<?xml", b"<svg") else "an HTML page"
+    return None
+
+
 def _decode(path: Path, max_pixels: int | None, warns: list[str]) -> Image.Image:
     """Open, check the header size, fully decode frame 0 and convert to RGB."""
     try:
         im = _open_unchecked(path)
+    except UnidentifiedImageError as exc:
+        markup = _sniff_markup(path)
+        if markup is not None:
+            raise ImageLoadError(
+                path,
+                f"not an image: the file is {markup} (text), not pixel data; a saved web page or "
+                "a download that returned an error page? fetch the image itself",
+            ) from exc
+        raise _decode_error(path, exc, max_pixels) from exc
     except Exception as exc:  # OSError, SyntaxError, struct.error, ... from bad headers
         raise _decode_error(path, exc, max_pixels) from exc
     with im:
@@ -627,9 +692,20 @@ def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.nda
         image = image.convert("RGB")
     width, height = image.size
     new_w, new_h = _resized_size(width, height, pp.resize)
+    crop = pp.crop
+    if crop <= new_w and crop <= new_h and new_w * new_h > 4 * crop * crop:
+        # Very elongated images (10000x10 → 224000x224): resample only the part the centre
+        # crop keeps. Pillow's filter still reads the pixels around the box, so this equals
+        # resize-then-crop, without building the huge intermediate image.
+        top = int(round((new_h - crop) / 2.0))
+        left = int(round((new_w - crop) / 2.0))
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+        part = image.resize((crop, crop), Image.Resampling.BILINEAR, box=box)
+        cropped = np.ascontiguousarray(np.asarray(part))
+        return _normalise(cropped, pp), cropped
     resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
     array = np.asarray(resized)
-    crop = pp.crop
     if crop > new_w or crop > new_h:
         pad_left = (crop - new_w) // 2 if crop > new_w else 0
         pad_top = (crop - new_h) // 2 if crop > new_h else 0
@@ -640,10 +716,15 @@ def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.nda
     top = int(round((h - crop) / 2.0))
     left = int(round((w - crop) / 2.0))
     cropped = np.ascontiguousarray(array[top : top + crop, left : left + crop])
+    return _normalise(cropped, pp), cropped
+
+
+def _normalise(cropped: np.ndarray, pp: Preprocess) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 → normalised float32 ``(3, H, W)``."""
     tensor = torch.from_numpy(cropped.copy()).permute(2, 0, 1).contiguous().float().div(255)
     mean = torch.tensor(pp.mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pp.std, dtype=torch.float32).view(3, 1, 1)
-    return (tensor - mean) / std, cropped
+    return (tensor - mean) / std
 
 
 def pixel_bounds(pp: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,13 +47,26 @@ REPORT_KIND = "lrpcli.report"
 _INLINE_WIDTH = 100
 
 
+def _text(value: str) -> str:
+    """``value`` as valid Unicode: bytes a file name could not decode (lone surrogates from
+    ``os.fsdecode``) are written as ``\\xNN`` instead of making the UTF-8 report unwritable."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
 def json_safe(value: Any) -> Any:
-    """Plain JSON data: non-finite floats become ``None``; NumPy/torch scalars and paths converted."""
+    """Plain JSON data: non-finite floats become ``None``; NumPy/torch scalars and paths converted;
+    text that is not valid Unicode (undecodable file names) escaped as ``\\xNN``."""
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {_text(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         return value
@@ -62,7 +75,7 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         return json_safe(value.item())
     if isinstance(value, Path):
-        return value.as_posix()
+        return _text(value.as_posix())
     if hasattr(value, "tolist"):  # tensors, arrays
         return json_safe(value.tolist())
     return str(value)
@@ -135,6 +148,7 @@ class ReportWriter:
         self.tolerance = float(tolerance)
         self._spool: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
         self._count = 0
+        self.reused = 0
         self.ok = 0
         self.failed = 0
         self.with_warnings = 0
@@ -146,12 +160,14 @@ class ReportWriter:
         self.max_rel_conservation: float | None = None
         self.summary: dict[str, Any] = {}
 
-    def add(self, entry: Mapping[str, Any]) -> None:
-        """Append one image entry (``status`` ``ok`` or ``error``) and update the totals."""
+    def add(self, entry: Mapping[str, Any], *, reused: bool = False) -> None:
+        """Append one image entry (``status`` ``ok`` or ``error``) and update the totals;
+        ``reused``: the entry comes from an earlier report (``--resume``)."""
         if self._count:
             self._spool.write(",\n")
         self._spool.write(dumps_entry(entry, level=2))
         self._count += 1
+        self.reused += int(reused)
         if entry.get("warnings"):
             self.with_warnings += 1
         if entry.get("status") != "ok":
@@ -200,10 +216,12 @@ class ReportWriter:
         """Write ``report.json`` atomically; return the summary."""
         if run_updates:
             self.run.update(run_updates)
-        rate = self._count / elapsed_s if elapsed_s and elapsed_s > 0 else None
+        done = self._count - self.reused  # images explained by this run
+        rate = done / elapsed_s if elapsed_s and elapsed_s > 0 else None
         self.summary = {
             "inputs": self.inputs,
             "processed": self._count,
+            "reused": self.reused,
             "ok": self.ok,
             "failed": self.failed,
             "not_processed": max(self.inputs - self._count, 0),

@@ -20,7 +20,11 @@ def calibrated(name: str, seed: int = 0, size: int = 64, **kwargs: object) -> to
     every relative check meaningless.
     """
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, name)(weights=None, **kwargs)
+    return calibrate(getattr(torchvision.models, name)(weights=None, **kwargs), seed, size)
+
+
+def calibrate(model: torch.nn.Module, seed: int = 0, size: int = 64) -> torch.nn.Module:
+    """Set ``model``'s BatchNorm running statistics from one random batch (see :func:`calibrated`)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if bns:
         for bn in bns:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import calibrated
+import torchvision
+from conftest import calibrate, calibrated
 
-from lrpcli import explain, prepare
+from lrpcli import Explainer, explain, prepare
+from lrpcli.models.registry import torchvision_classifiers
 
 #: (builder, input size, extra builder arguments, the family it stands for)
 FAMILIES: list[tuple[str, int, dict[str, object], str]] = [
@@ -35,10 +37,18 @@ FAMILIES: list[tuple[str, int, dict[str, object], str]] = [
     ("convnext_tiny", 64, {}, "ConvNeXt (LayerNorm, GELU, layer scale)"),
     ("vit_b_16", 64, {"image_size": 64}, "Vision Transformer (attention, class token)"),
     ("swin_t", 64, {}, "Swin Transformer (shifted-window attention)"),
+    ("MaxVit", 64, {}, "MaxViT (MBConv, block and grid attention as einsum)"),
 ]
+#: MaxViT-T needs 224 px (its partition size 7 must divide every stage); this small MaxViT has the same
+#: blocks and attention code at 64 px
+MAXVIT_SMALL = {"input_size": (64, 64), "stem_channels": 16, "partition_size": 2, "block_channels": [16, 32],
+                "block_layers": [1, 1], "head_dim": 8, "stochastic_depth_prob": 0.2, "num_classes": 10}  # fmt: skip
 
 
 def _model(name: str, size: int, kwargs: dict[str, object]) -> torch.nn.Module:
+    if name == "MaxVit":
+        torch.manual_seed(0)
+        return calibrate(torchvision.models.MaxVit(**MAXVIT_SMALL), size=size)  # type: ignore[arg-type]
     model = calibrated(name, size=size, **kwargs)
     if name.startswith("vit"):  # torchvision initialises the head (logits would be 0) and class token to zeros
         torch.manual_seed(1)
@@ -110,3 +120,24 @@ def test_swin_window_attention_replays_its_softmax_weights() -> None:
         mix = lin.apply(2 * x - 3 * x2, weights, False)
         zero = lin.apply(torch.zeros_like(x), weights, False)
         torch.testing.assert_close(mix, 2 * y - 3 * lin.apply(x2, weights, False) + 2 * zero)
+
+
+def test_every_torchvision_classifier_builder_is_canonized() -> None:
+    """All classification builders of torchvision trace and canonize (built on the meta device: no memory)."""
+    failures = {}
+    for name in torchvision_classifiers():
+        if name == "regnet_y_128gf":
+            continue  # 645M parameters; RegNet builders cannot run on the meta device (see below)
+        try:
+            with torch.device("meta"):
+                model = torchvision.models.get_model(name, weights=None)
+        except NotImplementedError:  # RegNet's initialisation reads tensor values: build it for real
+            torch.manual_seed(0)
+            model = torchvision.models.get_model(name, weights=None)
+        try:
+            explainer = Explainer(model.eval(), "epsilon_gamma_box")
+        except Exception as exc:  # noqa: BLE001 - collect every failure, not just the first
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        assert explainer.program.affine_steps(), name
+    assert not failures, failures

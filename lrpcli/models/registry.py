@@ -14,6 +14,10 @@ A model comes from one of three sources (the ``model:`` section of the YAML conf
     a local ``.pth``/``.pt`` state dict (read with ``torch.load(weights_only=True)``, so a
     pickled payload is refused) or ``.safetensors`` file, plus the architecture name and the
     number of classes, and optionally a class-name list.
+``python``
+    a user's ``nn.Module`` class (``file.py:ClassName``, built with optional ``kwargs``) plus a
+    weights file read as for ``file``; see :mod:`lrpcli.models.python_source`. It runs the
+    user's code, so the command line only loads it when the user opted in (``--allow-python``).
 
 Errors while *loading* raise :class:`ModelLoadError` (the CLI exits with status 3); the names
 in a :class:`ModelSpec` are checked earlier by :mod:`lrpcli.config`.
@@ -25,7 +29,7 @@ import hashlib
 import pickle
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -83,10 +87,13 @@ class ModelLoadError(Exception):
 class ModelSpec:
     """A validated ``model:`` section.
 
-    ``source`` is ``"embedded"``, ``"torchvision"`` or ``"file"``; ``name`` the embedded model
-    or the architecture; ``weights`` the torchvision weights enum member name (``None``: random
-    initialisation); ``path`` the weights file of a ``file`` model; ``classes`` the class names
-    read from ``classes_file`` (``None``: ImageNet names or weights metadata, else ``class N``).
+    ``source`` is ``"embedded"``, ``"torchvision"``, ``"file"`` or ``"python"``; ``name`` the
+    embedded model, the architecture, or the user's class; ``weights`` the torchvision weights
+    enum member name (``None``: random initialisation); ``path`` the weights file of a ``file``
+    or ``python`` model; ``classes`` the class names read from ``classes_file`` (``None``:
+    ImageNet names or weights metadata, else ``class N``). Only for ``python``: ``code`` is the
+    ``.py`` file, ``kwargs`` the constructor arguments, ``num_classes`` 0 means "as many as the
+    model returns" (found by one forward pass on a zero image of ``input_size`` pixels square).
     """
 
     source: str
@@ -96,6 +103,9 @@ class ModelSpec:
     path: Path | None = None
     classes_file: Path | None = None
     classes: tuple[str, ...] | None = None
+    code: Path | None = None
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    input_size: int = 224
 
     def describe(self) -> str:
         """Short human description, e.g. ``torchvision resnet50 (IMAGENET1K_V1)``."""
@@ -103,6 +113,8 @@ class ModelSpec:
             return f"embedded {self.name}"
         if self.source == "torchvision":
             return f"torchvision {self.name} ({self.weights or 'no weights'})"
+        if self.source == "python":
+            return f"{self.name} from {self.code} (weights {self.path})"
         return f"{self.name} from {self.path}"
 
 
@@ -161,7 +173,7 @@ def cached_weights_path(weights: Any) -> Path:
 
 def default_preprocess(spec: ModelSpec) -> Preprocess:
     """The preprocessing a model expects when the config does not set it."""
-    if spec.name in EMBEDDED_MODELS:
+    if spec.source != "python" and spec.name in EMBEDDED_MODELS:
         return EFFICIENTNET_LITE_PREPROCESS
     if spec.source == "torchvision" and spec.weights is not None:
         transforms = torchvision_weights(spec.name, spec.weights).transforms()
@@ -187,6 +199,8 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
         loaded = _load_torchvision(spec)
     elif spec.source == "file":
         loaded = _load_file(spec)
+    elif spec.source == "python":
+        loaded = _load_python(spec)
     else:  # pragma: no cover - ModelSpec comes from the config validator
         raise ModelLoadError(f"unknown model source {spec.source!r}")
     try:
@@ -391,4 +405,17 @@ def _load_file(spec: ModelSpec) -> LoadedModel:
     except RuntimeError as exc:  # dtype or other problems not caught above
         raise ModelLoadError(f"{path}: {exc}") from exc
     source = f"file {path} (sha256 {_sha256(path)})"
+    return LoadedModel(module, spec, source, _categories_for(spec))
+
+
+def _load_python(spec: ModelSpec) -> LoadedModel:
+    from lrpcli.models.python_source import build_python_model
+
+    module, outputs, source = build_python_model(spec)
+    if spec.classes is not None and len(spec.classes) != outputs:
+        raise ModelLoadError(
+            f"{spec.classes_file}: {len(spec.classes)} class names (one per non-empty line) but "
+            f"{spec.code}:{spec.name} returns {outputs} logits"
+        )
+    spec = replace(spec, num_classes=outputs)
     return LoadedModel(module, spec, source, _categories_for(spec))
