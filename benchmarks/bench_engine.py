@@ -100,8 +100,16 @@ def zennit_canonizers(model_name: str) -> list:
 class Methods:
     """Callables for every method on one model; each returns the relevance (or gradient)."""
 
-    def __init__(self, model_name: str, model: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        composites: list[str] | None = None,
+    ) -> None:
         self.model_name, self.model, self.x, self.targets = model_name, model, x, targets
+        self.composites = composites or COMPOSITES
         self.onehot = torch.nn.functional.one_hot(targets, 1000).to(x.dtype)
         self._zennit: dict[str, Any] = {}
         self._ours: dict[str, lrpcli.Explainer] = {}
@@ -145,10 +153,10 @@ class Methods:
 
     def table(self) -> dict[str, Callable[[], torch.Tensor]]:
         out: dict[str, Callable[[], torch.Tensor]] = {"forward": self.forward, "floor": self.floor}
-        for c in COMPOSITES:
+        for c in self.composites:
             out[f"ours:{c}"] = lambda c=c: self.ours(c)
             out[f"zennit:{c}"] = lambda c=c: self.zennit(c)
-        if self.model_name == "vgg16":  # Captum's LRP ignores skip connections (ResNet) and lacks ReLU6 handling
+        if self.model_name == "vgg16" and "epsilon" in self.composites:  # Captum's LRP ignores skip connections (ResNet) and lacks ReLU6 handling
             out["captum:epsilon"] = self.captum
         return out
 
@@ -183,8 +191,8 @@ def check_agreement(m: Methods) -> dict[str, str]:
     if m.model_name not in ("vgg16", "resnet50"):
         # Zennit ships canonizers for VGG and ResNet only; elsewhere its functional additions get
         # no sum rule, so it computes a different (not conservative) explanation
-        return {c: "n/a (no Zennit canonizer)" for c in COMPOSITES}
-    for c in COMPOSITES:
+        return {c: "n/a (no Zennit canonizer)" for c in m.composites}
+    for c in m.composites:
         ours, theirs = m.ours(c), m.zennit(c)
         diff = (ours - theirs).abs().flatten(1).max(1).values / theirs.abs().flatten(1).max(1).values
         worst = float(diff.max())
@@ -192,7 +200,7 @@ def check_agreement(m: Methods) -> dict[str, str]:
             out[c] = f"{worst:.1e}"
             continue
         rows = (diff > 1e-4).nonzero().flatten()
-        twin = Methods(m.model_name, copy.deepcopy(m.model).double(), m.x[rows].double(), m.targets[rows])
+        twin = Methods(m.model_name, copy.deepcopy(m.model).double(), m.x[rows].double(), m.targets[rows], [c])
         o64, z64 = twin.ours(c), twin.zennit(c)
         d64 = float(((o64 - z64).abs().flatten(1).max(1).values / z64.abs().flatten(1).max(1).values).max())
         assert d64 <= 1e-8, f"{m.model_name} {c}: ours differs from Zennit by {worst:.3g} (float32), {d64:.3g} (float64)"
@@ -203,6 +211,7 @@ def check_agreement(m: Methods) -> dict[str, str]:
 def peak_memory(model_name: str, method: str, targets: list[int], args: argparse.Namespace) -> float:
     """Peak memory (MiB) of a fresh process running ``method`` once, above its set-up baseline."""
     cmd = [sys.executable, __file__, "--probe", method, "--models", model_name, "--batch", str(args.batch),
+           "--composites", args.composites,
            "--size", str(args.size), "--device", args.device, "--targets", ",".join(map(str, targets))]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(json.loads(res.stdout.strip().splitlines()[-1])["peak_mib"])
@@ -241,7 +250,7 @@ def probe(args: argparse.Namespace) -> None:
     model = build_model(args.models, args.device)
     x = inputs(args.batch, args.size, args.device)
     targets = torch.tensor([int(t) for t in args.targets.split(",")], device=args.device)
-    fn = Methods(args.models, model, x, targets).table()[args.probe]
+    fn = Methods(args.models, model, x, targets, args.composites.split(",")).table()[args.probe]
     if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -260,6 +269,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--composites", default=",".join(COMPOSITES), help="comma-separated subset to run")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     ap.add_argument("--json", help="also write the results to this JSON file")
@@ -276,31 +286,34 @@ def main() -> None:
         x = inputs(args.batch, args.size, args.device)
         with torch.no_grad():
             targets = model(x).argmax(1)
-        m = Methods(name, model, x, targets)
+        composites = args.composites.split(",")
+        m = Methods(name, model, x, targets, composites)
         agreement = check_agreement(m)
         table = m.table()
         med = time_all(table, args.reps, args.device)
         mem = {}
         if not args.no_memory:
-            for k in ["floor"] + [f"ours:{c}" for c in COMPOSITES] + [f"zennit:{c}" for c in COMPOSITES] + (
+            for k in ["floor"] + [f"ours:{c}" for c in composites] + [f"zennit:{c}" for c in composites] + (
                 ["captum:epsilon"] if "captum:epsilon" in table else []
             ):
                 mem[k] = peak_memory(name, k, targets.tolist(), args)
         results["models"][name] = {"median_s": med, "agreement": agreement, "peak_mib": mem}
-        print_model(name, med, agreement, mem)
+        print_model(name, med, agreement, mem, composites)
         del m, model
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
 
 
-def print_model(name: str, med: dict[str, float], agreement: dict[str, str], mem: dict[str, float]) -> None:
+def print_model(
+    name: str, med: dict[str, float], agreement: dict[str, str], mem: dict[str, float], composites: list[str]
+) -> None:
     floor = med["floor"]
     print(f"\n## {name}  (forward {med['forward']:.3f}s, floor = forward + input gradient {floor:.3f}s)")
     print("| composite | ours s | ours ÷ floor | Zennit ÷ floor | ours vs Zennit | Captum ÷ floor | "
           "max|Δ|/max|R| vs Zennit | peak MiB ours / floor | Zennit peak ÷ floor |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
-    for c in COMPOSITES:
+    for c in composites:
         o, z = med[f"ours:{c}"], med[f"zennit:{c}"]
         cap = med.get("captum:epsilon") if c == "epsilon" else None
         cap_s = f"{cap / floor:.2f}" if cap else "—"

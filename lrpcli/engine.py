@@ -12,9 +12,10 @@ import operator
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .composites import Assignment, Composite, LayerInfo, get_composite
@@ -193,7 +194,58 @@ class Explainer:
         self._move_consts = {
             s.index for s in steps if s.kind == "move" and any(not self._live[r.index] for r in s.refs())
         }
+        # max pooling that can return the winners' indices: relevance is scattered back through them
+        self._pools = {s.index: pool for s in steps if s.kind == "move" and (pool := _pool_with_indices(s))}
+        self._plan_outputs()
         self._bounds_cache: dict[Any, tuple[Tensor, Tensor]] = {}
+
+    def _plan_outputs(self) -> None:
+        """Which affine outputs ``z`` the forward pass keeps, to save memory and passes.
+
+        Rules that never read ``z`` (z⁺, αβ, flat, w²) get none. Where ``z`` feeds only a ReLU whose
+        output gets zero relevance wherever it is zero, the ReLU runs in place and the rule gets
+        ``relu(z)``: at the clipped positions the relevance is zero, so ``s = 0`` either way.
+        """
+        steps = self.program.steps
+        users: dict[int, list[tuple[int, int]]] = {s.index: [] for s in steps}  # step → (user, arg position)
+        for s in steps:
+            if s.kind == "dead":
+                continue
+            for j, a in enumerate(s.args):
+                for r in _refs_in(a):
+                    users[r.index].append((s.index, j))
+        memo: dict[int, bool] = {}
+
+        def zero_safe(i: int) -> bool:
+            """Relevance arriving at step ``i``'s output is zero wherever that output is zero."""
+            if i not in memo:
+                memo[i] = False  # cycles cannot occur in a DAG; this guards recursion anyway
+                memo[i] = bool(users[i]) and all(user_ok(u, j) for u, j in users[i])
+            return memo[i]
+
+        def user_ok(u: int, j: int) -> bool:
+            step = steps[u]
+            if step.kind == "affine":
+                return self.assignments[u].rule.zero_at_zero_input
+            if step.kind in ("norm", "frozen", "stat") or (step.kind in ("gate", "mix") and j == step.gate_arg):
+                return True  # R = x · (...), or no relevance at all
+            if step.kind == "mix":
+                return True
+            if step.kind in ("gate", "select") or (step.kind == "move" and step.op not in SPREADING_MOVES):
+                return zero_safe(u)
+            return step.kind == "pass" and step.op in ZERO_KEEPING_PASSES and zero_safe(u)
+
+        self._no_output: set[int] = set()
+        self._relu_inplace: set[int] = set()
+        for s in steps:
+            if s.kind != "affine":
+                continue
+            if not self.assignments[s.index].rule.needs_output:
+                self._no_output.add(s.index)
+            elif len(users[s.index]) == 1:
+                u, _ = users[s.index][0]
+                if steps[u].kind == "pass" and steps[u].op in RELU_OPS and zero_safe(u):
+                    self._relu_inplace.add(u)
 
     # -- public -------------------------------------------------------------------------------
     def __call__(self, inputs: Tensor, target: "int | Sequence[int] | Tensor | None" = None) -> Explanation:
@@ -290,14 +342,17 @@ class Explainer:
             if kind == "affine":
                 bias = None if bias_free else s.affine.bias  # type: ignore[union-attr]
                 out = s.affine.forward(args[0], None, bias)  # type: ignore[union-attr]
-                if keep:
-                    saved[s.index] = (args[0], out)
+                if keep:  # z, or relu(z) once its ReLU has run in place (see _plan_outputs)
+                    saved[s.index] = (args[0], None if s.index in self._no_output else out)
             elif kind == "frozen":
                 lin: linearize.Linearized = s.frozen  # type: ignore[assignment]
                 y, state = lin.run(args, bias_free)
                 out = lin.result(y, state)
                 if keep:
                     saved[s.index] = (args[lin.signal], y, state)
+            elif keep and s.index in self._pools:  # max pooling: keep the winners' indices, not the input
+                out, winners = self._pools[s.index](args, kwargs)
+                saved[s.index] = _Winners(winners, args[0].shape)
             else:
                 if kind == "norm" and bias_free and s.index in self._const_operands:
                     args = list(args)
@@ -306,7 +361,7 @@ class Explainer:
                     args = tuple(args)
                 if kind == "move" and bias_free and s.index in self._move_consts:
                     args = _zero_constants(s.args, args, self._live)
-                out = s.fn(*args, **kwargs)
+                out = torch.relu_(args[0]) if s.index in self._relu_inplace else s.fn(*args, **kwargs)
                 if keep and kind == "move":
                     saved[s.index] = (args, kwargs)
                 elif keep and kind in ("pass", "gate"):
@@ -425,6 +480,10 @@ class Explainer:
 
     def _move(self, s: Step, data: Any, r: Any) -> tuple[list[Any], Tensor]:
         """Relevance moved back through data movement; a constant moved in (a class token) acts as a bias."""
+        if isinstance(data, _Winners):  # winner takes all, through the indices kept by the forward pass
+            flat = r.new_zeros(data.shape).flatten(2)
+            flat.scatter_add_(2, data.indices.flatten(2), r.flatten(2))
+            return [(s.args[0].index, flat.view(data.shape))], torch.zeros(r.shape[0], dtype=torch.float64, device=r.device)
         args, kwargs = data
         leaves: list[tuple[int, Tensor]] = []
         consts: list[tuple[int, Tensor]] = []
@@ -505,6 +564,68 @@ class Explainer:
             env[s.index] = s.fn(*_resolve(s.args, env), **_resolve(s.kwargs, env))
         out = env[src]
         return out[:b], out[b:]
+
+
+#: element-wise ops with f(0) = 0: a zero stays zero, and so does the relevance passed through
+ZERO_KEEPING_PASSES = {
+    "ReLU", "relu", "Tensor.relu", "ReLU6", "relu6", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Identity",
+    "dropout", "Tensor.contiguous", "Tensor.clone", "Tensor.float", "Tensor.to", "Tensor.detach", "mul", "Tensor.mul",
+    "truediv", "Tensor.div", "stochastic_depth",
+}  # fmt: skip
+RELU_OPS = {"ReLU", "relu", "Tensor.relu"}
+#: data movement whose adjoint spreads relevance onto positions other than the value's own
+SPREADING_MOVES = {"interpolate", "Upsample"}
+
+
+def _refs_in(obj: Any) -> list[Ref]:
+    out: list[Ref] = []
+    if isinstance(obj, Ref):
+        out.append(obj)
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            out.extend(_refs_in(o))
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            out.extend(_refs_in(o))
+    return out
+
+
+class _Winners(NamedTuple):
+    """What a max pooling step keeps for the backward pass: the argmax indices and the input shape."""
+
+    indices: Tensor
+    shape: torch.Size
+
+
+_MAX_POOLS = {
+    torch.nn.MaxPool1d: F.max_pool1d, torch.nn.MaxPool2d: F.max_pool2d, torch.nn.MaxPool3d: F.max_pool3d,
+}  # fmt: skip
+_ADAPTIVE_MAX_POOLS = {
+    torch.nn.AdaptiveMaxPool1d: F.adaptive_max_pool1d, torch.nn.AdaptiveMaxPool2d: F.adaptive_max_pool2d,
+    torch.nn.AdaptiveMaxPool3d: F.adaptive_max_pool3d,
+}  # fmt: skip
+#: functional max pooling → the number of positional arguments before ``return_indices``
+_POOL_FUNCTIONS = {F.max_pool1d: 6, F.max_pool2d: 6, F.max_pool3d: 6, F.adaptive_max_pool1d: 2,
+                   F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 2}  # fmt: skip
+
+
+def _pool_with_indices(s: Step) -> Callable[[Any, Any], tuple[Tensor, Tensor]] | None:
+    """``(args, kwargs) -> (output, argmax indices)`` for a max pooling step, else None."""
+    if s.rule_name != "winner_takes_all":
+        return None
+    fn = s.fn
+    if type(fn) in _MAX_POOLS:
+        pool = _MAX_POOLS[type(fn)]
+        return lambda a, k: pool(  # type: ignore[operator]
+            a[0], fn.kernel_size, fn.stride, fn.padding, fn.dilation, ceil_mode=fn.ceil_mode, return_indices=True
+        )
+    if type(fn) in _ADAPTIVE_MAX_POOLS:
+        adaptive = _ADAPTIVE_MAX_POOLS[type(fn)]
+        return lambda a, k: adaptive(a[0], fn.output_size, return_indices=True)  # type: ignore[operator]
+    n_before = _POOL_FUNCTIONS.get(fn)  # type: ignore[call-overload]
+    if n_before is None or len(s.args) > n_before or s.kwargs.get("return_indices"):
+        return None
+    return lambda a, k: fn(*a, **{**k, "return_indices": True})
 
 
 FIXED_REASONS = {

@@ -105,6 +105,11 @@ class Rule(ABC):
 class AffineRule(Rule):
     """A rule for convolutions and dense layers."""
 
+    #: whether ``propagate`` reads the layer output ``z`` (the engine passes ``None`` otherwise)
+    needs_output: ClassVar[bool] = True
+    #: whether an input that is exactly zero always gets zero relevance (``R_i = x_i · c_i``)
+    zero_at_zero_input: ClassVar[bool] = True
+
     @abstractmethod
     def propagate(
         self,
@@ -119,6 +124,9 @@ class AffineRule(Rule):
 
         ``x`` is the layer input, ``z`` its output computed with ``bias`` (``None`` when biases
         are ignored, and then ``z`` has none), ``bounds`` the box bounds at the layer input.
+        ``z`` is ``None`` for rules with ``needs_output = False``. For rules that need it, the
+        engine may pass ``relu(z)`` instead when the relevance is provably zero wherever
+        ``relu(z)`` is (such positions then give ``s = 0`` either way).
         """
 
 
@@ -198,6 +206,7 @@ class ZPlus(AffineRule):
     """z⁺-rule (Montavon et al. 2017): only positive contributions ``x⁺W⁺ + x⁻W⁻ + b⁺`` count."""
 
     name = "zplus"
+    needs_output = False
 
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
@@ -222,6 +231,7 @@ class AlphaBeta(AffineRule):
     """αβ-rule (Bach et al. 2015): ``α·(positive share) − β·(negative share)``, α − β = 1."""
 
     name = "alpha_beta"
+    needs_output = False
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
         if alpha < 0 or beta < 0:
@@ -251,7 +261,7 @@ class AlphaBeta(AffineRule):
                 a * layer.transpose(s_p, x.shape) - mixed
             )
         if bias is None:
-            bias_part = _zeros(z.shape[0], z.device)
+            bias_part = _zeros(relevance.shape[0], relevance.device)
         else:
             bias_part = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
         return r_in, Absorbed(bias_part, a * stab_p - b * stab_n, a * drop_p - b * drop_n)
@@ -313,6 +323,7 @@ class ZBox(AffineRule):
     """
 
     name = "zbox"
+    zero_at_zero_input = False  # R_i = x_i c_i − l_i c⁺_i − h_i c⁻_i
 
     def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6) -> None:
         self.low = low
@@ -351,6 +362,8 @@ class _UnitInput(AffineRule):
     """Rules that spread relevance with a modified weight and unit inputs (flat, w²)."""
 
     uses_input = False
+    needs_output = False
+    zero_at_zero_input = False
 
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)

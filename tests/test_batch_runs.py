@@ -18,8 +18,7 @@ from PIL import Image
 from tiny_model import write_tiny_model
 from typer.testing import CliRunner
 
-from lrpcli import cli
-from lrpcli.cli import app
+from lrpcli.cli import app, common, explain_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -113,8 +112,8 @@ def test_sigint_then_resume(tmp_path: Path, tiny: tuple[Path, Path], monkeypatch
     def must_not_run(*a: Any, **k: Any) -> Any:
         raise AssertionError("no work expected")
 
-    monkeypatch.setattr(cli, "load_model", must_not_run)
-    monkeypatch.setattr(cli, "Pipeline", must_not_run)
+    monkeypatch.setattr(common, "load_model", must_not_run)
+    monkeypatch.setattr(explain_run, "Pipeline", must_not_run)
     result = lrp(*args, "--resume", "--jsonl")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""

@@ -24,8 +24,8 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from lrpcli import PRESETS, __version__, cli
-from lrpcli.cli import app
+from lrpcli import PRESETS, __version__
+from lrpcli.cli import app, common, explain_run
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_images"
@@ -200,7 +200,7 @@ def test_paths_from_stdin(tmp_path: Path, tiny: Path) -> None:
 
 
 def test_no_paths_and_stdin_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(common, "_stdin_is_tty", lambda: True)
     result = lrp("explain", "-o", tmp_path / "out")
     assert result.exit_code == 2
     assert "no input paths" in result.stderr
@@ -265,8 +265,8 @@ def test_no_colour_codes(tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 1
     assert "\x1b[" not in result.stderr and "error: " in result.stderr
     monkeypatch.setenv("NO_COLOR", "1")
-    monkeypatch.setattr(cli, "_isatty", lambda stream: True)
-    console = cli._stderr_console()
+    monkeypatch.setattr(common, "_isatty", lambda stream: True)
+    console = common._stderr_console()
     assert console.no_color and console.color_system is None
 
 
@@ -551,11 +551,11 @@ def test_parse_target() -> None:
     from lrpcli.models import imagenet_categories
 
     categories = imagenet_categories()
-    assert cli._parse_target("pred", categories) is None
-    assert cli._parse_target("967", categories) == ESPRESSO
-    assert cli._parse_target("espresso", categories) == ESPRESSO
-    assert cli._parse_target("ESPRESSO", categories) == ESPRESSO
-    assert cli._parse_target("Cardigan", categories) == 264  # exact case wins (the dog)
-    assert cli._parse_target("cardigan", categories) == 474  # (the sweater)
-    with pytest.raises(cli._Fail, match="did you mean 'espresso'"):
-        cli._parse_target("espreso", categories)
+    assert explain_run._parse_target("pred", categories) is None
+    assert explain_run._parse_target("967", categories) == ESPRESSO
+    assert explain_run._parse_target("espresso", categories) == ESPRESSO
+    assert explain_run._parse_target("ESPRESSO", categories) == ESPRESSO
+    assert explain_run._parse_target("Cardigan", categories) == 264  # exact case wins (the dog)
+    assert explain_run._parse_target("cardigan", categories) == 474  # (the sweater)
+    with pytest.raises(common._Fail, match="did you mean 'espresso'"):
+        explain_run._parse_target("espreso", categories)

@@ -339,3 +339,31 @@ def test_box_bounds_given_as_lists_do_not_grow_the_cache() -> None:
     assert len(layer._cache) == size
     other = Explainer(model, "epsilon_gamma_box", low=[-1.0] * 3, high=[1.0] * 3)(x).relevance
     assert not torch.allclose(other, first)  # different bounds are not served from the cache
+
+
+@pytest.mark.parametrize("composite", ["epsilon", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
+def test_outputs_kept_only_where_needed_give_identical_relevance(composite: str) -> None:
+    """z is dropped for rules that never read it and replaced by an in-place relu(z) where safe."""
+    model = calibrated("vgg11", size=32)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    lean = Explainer(model, composite, low=-3.0, high=3.0, precision="model")
+    full = Explainer(model, composite, low=-3.0, high=3.0, precision="model")
+    full._relu_inplace, full._no_output = set(), set()
+    if composite == "epsilon_alpha2_beta1":  # αβ never reads z: only the ε dense layers keep theirs
+        assert len(lean._no_output) == 8 and len(lean._relu_inplace) == 2
+    else:  # every conv/dense layer but the last feeds a ReLU whose zeros get zero relevance
+        assert len(lean._relu_inplace) == 10 and not lean._no_output
+    a, b = lean(x), full(x)
+    assert torch.equal(a.relevance, b.relevance)
+    torch.testing.assert_close(a.ledger.closure_error(), b.ledger.closure_error(), rtol=0, atol=1e-12)
+
+
+def test_relu_output_feeding_a_flat_layer_keeps_its_input() -> None:
+    """Flat spreads relevance onto zero inputs too: the layer before must keep its own z."""
+    model = calibrated("vgg11", size=32)
+    ex = Explainer(model, {"conv": "epsilon", "linear": "epsilon", "features.3": "flat"}, precision="model")
+    conv0 = next(s for s in ex.program.affine_steps() if s.module == "features.0")
+    relu0 = next(s for s in ex.program.steps if s.args and getattr(s.args[0], "index", -1) == conv0.index)
+    assert relu0.index not in ex._relu_inplace
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    assert float(ex(x).ledger.relative_error().max()) <= 1e-5

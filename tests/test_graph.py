@@ -243,3 +243,29 @@ def test_group_norm_and_functional_layer_norm_close_the_ledger() -> None:
     assert [en.rule.split("(")[0] for en in frozen] == ["group_norm", "layer_norm"]  # in forward order
     assert all(float(en.bias.abs().min()) > 0 for en in frozen)  # β absorbs relevance, booked as bias
     assert float(e.ledger.relative_error().max()) <= 1e-5
+
+
+def test_max_pooling_through_kept_indices_equals_the_adjoint() -> None:
+    class Pools(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3)
+            self.pool = nn.MaxPool2d(3, stride=2, padding=1, dilation=1, ceil_mode=True)
+            self.adaptive = nn.AdaptiveMaxPool2d(3)
+            self.fc = nn.Linear(24, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.adaptive(self.pool(torch.relu(self.conv(x))))
+            h = F.max_pool2d(h, 2, 1)
+            return self.fc(h.flatten(1))
+
+    torch.manual_seed(0)
+    model = Pools()
+    x = torch.randn(3, 3, 15, 13)
+    fast = Explainer(model, "epsilon")
+    assert len(fast._pools) == 3
+    slow = Explainer(model, "epsilon")
+    slow._pools = {}  # re-run the pooling under autograd instead (its adjoint)
+    a, b = fast(x), slow(x)
+    assert torch.equal(a.relevance, b.relevance)
+    assert float(a.ledger.relative_error().max()) <= 1e-6

@@ -22,8 +22,7 @@ from PIL import Image
 from tiny_model import write_tiny_model
 from typer.testing import CliRunner
 
-from lrpcli import cli
-from lrpcli.cli import app
+from lrpcli.cli import app, common
 
 LONG_NAME = "l" * 240 + ".png"
 UNDECODABLE = os.fsdecode(b"bad-\xff-name.png")
@@ -155,14 +154,14 @@ def test_hostile_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     config = write_tiny_model(tmp_path / "model", size=16)
     out = tmp_path / "out"
 
-    listed = cli.discover
+    listed = common.discover
 
     def discover_then_delete(*args: Any, **kwargs: Any) -> Any:
         found = listed(*args, **kwargs)
         (folder / "vanishing.png").unlink()  # removed between listing and reading
         return found
 
-    monkeypatch.setattr(cli, "discover", discover_then_delete)
+    monkeypatch.setattr(common, "discover", discover_then_delete)
     before = {p for p in tmp_path.rglob("*") if not p.is_symlink()}
     result = lrp("explain", folder, "-c", config, "-o", out, "--allow-python", tmp_path / "model" / "model.py", "-b", "4")
     assert result.exit_code == 1, result.stderr  # some failed, the run went on

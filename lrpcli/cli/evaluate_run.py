@@ -1,4 +1,4 @@
-"""``lrp evaluate``: pixel-flipping curves and AOPC for LRP composites and baselines.
+"""The run behind ``lrp evaluate``: pixel-flipping curves and AOPC for LRP composites and baselines.
 
 Config, model, device and inputs are handled by the same helpers as ``lrp explain``; images
 are decoded and preprocessed by :mod:`lrpcli.images`; the maths is in :mod:`lrpcli.evaluate`,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -24,22 +23,23 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from lrpcli import PRESETS, __version__
-from lrpcli.cli import (
+from lrpcli import PRESETS
+from lrpcli.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     DeviceChoice,
-    _device_name,
+    _discover_inputs,
     _error,
     _Fail,
+    _input_paths,
     _load_config,
     _load_model,
     _make_explainer,
     _now,
     _resolve_device,
-    _stdin_is_tty,
-    _warn,
+    config_digest,
+    run_header,
 )
 from lrpcli.config import Config
 from lrpcli.evaluate import (
@@ -60,14 +60,11 @@ from lrpcli.evaluate_plot import mean_se_text, plot_evaluation
 from lrpcli.images import (
     ImageInput,
     ImageLoadError,
-    InputError,
-    discover,
     load_image,
     pixel_bounds,
     preprocess,
 )
 from lrpcli.models.registry import LoadedModel
-from lrpcli.pipeline import drop_previous_outputs
 from lrpcli.render import atomic_write
 from lrpcli.report import json_safe, pretty_json
 
@@ -258,28 +255,12 @@ def _grid(crop: int, patch: int, steps: int) -> PatchGrid:
 
 def _inputs(console: Console, paths: list[str], out: Path, overwrite: bool) -> list[ImageInput]:
     """The images to evaluate, found as ``lrp explain`` finds them (earlier outputs skipped)."""
-    if not paths:
-        if _stdin_is_tty():
-            raise _Fail(
-                EXIT_USAGE,
-                "no input paths; give image files, folders or glob patterns, or - to read paths "
-                "from standard input (see lrp evaluate --help)",
-            )
-        paths = ["-"]
-    try:
-        inputs = discover(paths)
-    except InputError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
-    except OSError as exc:
-        raise _Fail(EXIT_USAGE, f"cannot read the input paths: {exc}") from None
-    named = [p for p in paths if p != "-" and os.path.isfile(p)]
-    inputs, dropped = drop_previous_outputs(inputs, out, keep=named)
-    inputs = _outputs(out, inputs, named, overwrite)
-    if dropped:
-        _warn(console, f"skipped {len(dropped)} earlier output file(s) found inside {out}")
-    if not inputs:
-        raise _Fail(EXIT_USAGE, f"no image files found in: {' '.join(paths)}")
-    return inputs
+    return _discover_inputs(
+        console,
+        _input_paths(paths, "evaluate"),
+        out,
+        check_outputs=lambda inputs, named: _outputs(out, inputs, named, overwrite),
+    )
 
 
 @dataclass(frozen=True)
@@ -372,27 +353,11 @@ def _run_info(
     duration: float,
 ) -> dict[str, Any]:
     """``evaluation.json``'s ``run``: versions, model, config, explainers, settings, grid, metric."""
-    spec = loaded.spec
     resolved = cfg.to_dict()
     return {
-        "lrpcli_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "started_at": started_at,
-        "finished_at": _now(),
-        "duration_s": duration,
-        "device": str(device),
-        "device_name": _device_name(device),
-        "model": {
-            "source": spec.source,
-            "name": spec.name,
-            "weights": spec.weights,
-            "weights_source": loaded.weights_source,
-            "num_classes": loaded.num_classes,
-        },
-        "preprocess": resolved["preprocess"],
+        **run_header(cfg, loaded, device, started_at=started_at, finished_at=_now(), duration_s=duration),
         "rule_options": resolved["rule_options"],
-        "config": {"source": cfg.source, "sha256": cfg.digest()},
+        "config": config_digest(cfg),
         "explainers": described,
         "settings": {
             "patch": s.patch,

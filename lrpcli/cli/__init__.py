@@ -1,0 +1,41 @@
+"""The ``lrp`` command line: ``explain``, ``evaluate``, ``inspect``, ``models``, ``composites``,
+``config check``.
+
+Standard output carries only results (``--json``: the report; ``--jsonl``: one object per
+image; the listing commands' tables). Progress, logs, warnings and errors go to standard
+error, without colour when it is not a terminal or ``NO_COLOR`` is set.
+
+Exit codes: 0 all images explained; 1 some images failed (the report is still complete);
+2 usage or config error; 3 the model could not be loaded; 130 interrupted (SIGINT/SIGTERM:
+the report covers the images that finished).
+
+Modules: :mod:`~lrpcli.cli.common` (the Typer app, exit codes, consoles, shared options and
+loading helpers); :mod:`~lrpcli.cli.explain` with :mod:`~lrpcli.cli.explain_run` and
+:mod:`~lrpcli.cli.explain_output`; :mod:`~lrpcli.cli.evaluate` with
+:mod:`~lrpcli.cli.evaluate_run`; :mod:`~lrpcli.cli.info` (``models``, ``composites``,
+``inspect``, ``config check``). Importing this package registers every command on ``app``.
+"""
+
+from __future__ import annotations
+
+# Importing a command module registers its commands, in this order in ``lrp --help``.
+from lrpcli.cli import explain, evaluate, info  # noqa: F401, I001
+from lrpcli.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MODEL,
+    EXIT_OK,
+    EXIT_USAGE,
+    app,
+    main,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_MODEL",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "app",
+    "main",
+]

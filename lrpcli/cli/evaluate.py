@@ -1,0 +1,112 @@
+"""``lrp evaluate``: the command's options; the run is in :mod:`lrpcli.cli.evaluate_run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrpcli import PRESETS
+from lrpcli.cli.common import (
+    ConfigOption,
+    DeviceChoice,
+    DeviceOption,
+    JsonOption,
+    OutOption,
+    OverwriteOption,
+    PathsArgument,
+    QuietOption,
+    _exit_with,
+    _stderr_console,
+    app,
+)
+from lrpcli.cli.evaluate_run import run_evaluate
+from lrpcli.evaluate import BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
+
+__all__ = ["evaluate"]
+
+
+@app.command()
+def evaluate(
+    paths: PathsArgument = None,
+    config: ConfigOption = None,
+    composites: Annotated[
+        str | None,
+        typer.Option(
+            "--composites",
+            metavar="A,B,...",
+            help=f"LRP presets to evaluate (default: the config's rules): {', '.join(PRESETS)}.",
+            show_default=False,
+        ),
+    ] = None,
+    baselines: Annotated[
+        str,
+        typer.Option(
+            "--baselines",
+            metavar="A,B,...",
+            help=f"Baselines to compare against ('' for none): {', '.join(BASELINES)}.",
+        ),
+    ] = ",".join(BASELINES),
+    steps: Annotated[
+        int, typer.Option("--steps", min=1, metavar="N", help="Perturbation steps L (one more patch per step).")
+    ] = 100,
+    patch: Annotated[
+        int, typer.Option("--patch", min=1, metavar="P", help="Patch size in pixels of the model's input crop.")
+    ] = 9,
+    perturbation: Annotated[
+        PerturbationName,
+        typer.Option(
+            "--perturbation",
+            help="What perturbed patches become, in pixel space [0, 1] before normalisation: "
+            + "; ".join(f"{k}: {v}" for k, v in PERTURBATIONS.items())
+            + ".",
+        ),
+    ] = "uniform",
+    order: Annotated[
+        OrderName,
+        typer.Option("--order", help="; ".join(f"{k}: {v}" for k, v in ORDERS.items()) + "."),
+    ] = "morf",
+    random_runs: Annotated[
+        int, typer.Option("--random-runs", min=1, metavar="R", help="Random orders averaged for the random baseline.")
+    ] = 5,
+    seed: Annotated[
+        int, typer.Option("--seed", metavar="S", help="Seed of the uniform noise, tie-breaks and random orders.")
+    ] = 0,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", "-b", min=1, metavar="N", help="Perturbed copies per forward pass (bounds memory)."),
+    ] = 32,
+    device: DeviceOption = DeviceChoice.auto,
+    out: OutOption = Path("lrp-out"),
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Pixel-flipping faithfulness: perturb patches in relevance order, write AOPC and curves.
+
+    Writes evaluation.json and evaluation.png into --out; --json prints evaluation.json.
+    """
+    console = _stderr_console()
+    _exit_with(
+        console,
+        lambda: run_evaluate(
+            console,
+            paths=list(paths or []),
+            config=config,
+            composites=composites,
+            baselines=baselines,
+            steps=steps,
+            patch=patch,
+            perturbation=perturbation,
+            order=order,
+            random_runs=random_runs,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            out=out,
+            json_out=json_out,
+            quiet=quiet,
+            overwrite=overwrite,
+        ),
+    )

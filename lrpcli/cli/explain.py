@@ -1,0 +1,175 @@
+"""``lrp explain``: the command's options and its SIGINT/SIGTERM handling.
+
+The run itself (checks, model, pipeline, report, ``--resume``) is in
+:mod:`lrpcli.cli.explain_run`; what it prints, in :mod:`lrpcli.cli.explain_output`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lrpcli.cli.common import (
+    AllowPythonOption,
+    CompositeOption,
+    ConfigOption,
+    DeviceChoice,
+    DeviceOption,
+    JsonOption,
+    OutOption,
+    OverwriteOption,
+    PathsArgument,
+    QuietOption,
+    _exit_with,
+    _stderr_console,
+    app,
+)
+from lrpcli.cli.explain_run import run_explain
+
+__all__ = ["explain"]
+
+
+@app.command()
+def explain(
+    paths: PathsArgument = None,
+    config: ConfigOption = None,
+    out: OutOption = Path("lrp-out"),
+    composite: CompositeOption = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="pred|INDEX|LABEL",
+            help="Class to explain: the predicted one, a class index, or a class name.",
+        ),
+    ] = "pred",
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Predictions listed per image.")
+    ] = 5,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Images per forward/backward pass.")
+    ] = 8,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", "-w", min=1, metavar="N", help="Threads for decoding and for writing outputs (each)."
+        ),
+    ] = 2,
+    device: DeviceOption = DeviceChoice.auto,
+    json_out: JsonOption = False,
+    jsonl_out: Annotated[
+        bool,
+        typer.Option("--jsonl", help="Print one JSON object per image on standard output as each finishes."),
+    ] = False,
+    quiet: QuietOption = False,
+    overwrite: OverwriteOption = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first image that cannot be explained.")
+    ] = False,
+    null: Annotated[
+        bool,
+        typer.Option("--null", "-0", help="Paths on standard input are NUL-separated (find -print0)."),
+    ] = False,
+    save_npy: Annotated[
+        bool, typer.Option("--save-npy", help="Also write NAME.relevance.npy (raw float32, 3xHxW).")
+    ] = False,
+    cmap: Annotated[
+        str | None,
+        typer.Option(
+            "--cmap",
+            metavar="NAME",
+            help="Colour map (overrides the config): bwr, seismic, coolwarm, RdBu_r, bwr_black, "
+            "or any matplotlib map.",
+            show_default=False,
+        ),
+    ] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            "--max-pixels",
+            min=1,
+            metavar="N",
+            help="Refuse images with more pixels than this (decompression-bomb limit; overrides the config).",
+            show_default=False,
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Keep the images an earlier run with the same config and options finished in "
+            "--out (their outputs and report.json entries); explain only the rest.",
+        ),
+    ] = False,
+    allow_python: AllowPythonOption = None,
+) -> None:
+    """Explain images: write heatmaps, overlays and report.json into --out.
+
+    Outputs mirror the input tree; --json prints the report, --jsonl one line per image as it finishes.
+    """
+    console = _stderr_console()
+    stop = threading.Event()
+    previous = _install_signal_handlers(stop)
+    try:
+        _exit_with(
+            console,
+            lambda: run_explain(
+                console,
+                stop,
+                paths=list(paths or []),
+                config=config,
+                out=out,
+                composite=composite,
+                target=target,
+                top_k=top_k,
+                batch_size=batch_size,
+                workers=workers,
+                device=device,
+                json_out=json_out,
+                jsonl_out=jsonl_out,
+                quiet=quiet,
+                overwrite=overwrite,
+                fail_fast=fail_fast,
+                null=null,
+                save_npy=save_npy,
+                cmap=cmap,
+                max_pixels=max_pixels,
+                resume=resume,
+                allow_python=list(allow_python or []),
+            ),
+        )
+    finally:
+        _restore_signal_handlers(previous)
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
+    """First SIGINT/SIGTERM: set ``stop`` (finish what is in flight); second: abort now."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    """Put back the handlers :func:`_install_signal_handlers` replaced."""
+    for sig, old in previous.items():
+        try:
+            signal.signal(sig, old)
+        except (ValueError, OSError, TypeError):
+            pass

@@ -1,0 +1,353 @@
+"""The run behind ``lrp explain``: option checks, inputs and output plan, model, the batch
+pipeline, report.json, and ``--resume`` (reusing an earlier run's finished images).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from lrpcli import Explainer
+from lrpcli.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _check_python_allowed,
+    _discover_inputs,
+    _Fail,
+    _input_paths,
+    _load_config,
+    _load_model,
+    _make_explainer,
+    _now,
+    _preset_name,
+    _resolve_device,
+    _warn,
+    config_digest,
+    run_header,
+    tool_versions,
+)
+from lrpcli.cli.explain_output import (
+    RateColumn,
+    log_entry,
+    log_summary,
+    print_report,
+    write_stdout,
+)
+from lrpcli.config import Config
+from lrpcli.images import ImageInput
+from lrpcli.models.registry import LoadedModel
+from lrpcli.pipeline import (
+    REPORT_NAME,
+    OutputConflict,
+    OutputPaths,
+    Pipeline,
+    RunSettings,
+    plan_outputs,
+)
+from lrpcli.render import get_cmap
+from lrpcli.report import ReportWriter, jsonl_line
+from lrpcli.resume import ResumeError, ResumeState, load_previous
+
+__all__ = ["run_explain"]
+
+
+def _parse_target(text: str, categories: list[str]) -> int | None:
+    """``pred`` → None; an index; or a class name (case-insensitive, unambiguous)."""
+    value = text.strip()
+    if value.lower() in ("pred", "predicted", ""):
+        return None
+    n = len(categories)
+    if value.lstrip("-").isdigit():
+        index = int(value)
+        if not 0 <= index < n:
+            raise _Fail(EXIT_USAGE, f"--target {value}: class index out of range 0..{n - 1}")
+        return index
+    matches = [i for i, name in enumerate(categories) if name == value]
+    if not matches:
+        folded = value.casefold()
+        matches = [i for i, name in enumerate(categories) if name.casefold() == folded]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        listed = ", ".join(str(i) for i in matches)
+        raise _Fail(
+            EXIT_USAGE, f"--target {value!r} names several classes ({listed}); give the index instead"
+        )
+    close = difflib.get_close_matches(value, categories, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise _Fail(
+        EXIT_USAGE,
+        f"--target {value!r}: no class with that name{hint} (use pred, a class index 0..{n - 1}, "
+        "or an exact class name)",
+    )
+
+
+def run_explain(console: Console, stop: threading.Event, **o: Any) -> int:
+    """Run ``lrp explain`` with the command's options ``o``; returns the exit code (usage and model
+    errors raise ``_Fail``). Setting ``stop`` finishes the images in flight and writes the report."""
+    # -- arguments, before any real work ------------------------------------------------------
+    if o["json_out"] and o["jsonl_out"]:
+        raise _Fail(EXIT_USAGE, "--json and --jsonl cannot be combined; choose one")
+    if o["resume"] and o["overwrite"]:
+        raise _Fail(
+            EXIT_USAGE,
+            "--resume and --overwrite cannot be combined: --resume keeps finished outputs, "
+            "--overwrite redoes them; choose one",
+        )
+    paths = _input_paths(o["paths"], "explain")
+    if o["null"] and "-" not in paths:
+        raise _Fail(EXIT_USAGE, "--null applies to paths read from standard input; add - to the paths")
+    overrides: dict[str, Any] = {}
+    if o["composite"] is not None:
+        overrides["rules"] = _preset_name(o["composite"])
+    if o["cmap"] is not None:
+        try:
+            get_cmap(o["cmap"])
+        except ValueError as exc:
+            raise _Fail(EXIT_USAGE, f"--cmap: {str(exc).split(' Valid choices')[0]}") from None
+        overrides["render.cmap"] = o["cmap"]
+    if o["max_pixels"] is not None:
+        overrides["input.max_pixels"] = o["max_pixels"]
+    cfg = _load_config(o["config"], overrides)
+    _check_python_allowed(console, cfg, o["allow_python"])
+
+    out: Path = o["out"]
+    inputs = _discover_inputs(console, paths, out, null=o["null"])
+    resuming = bool(o["resume"]) and (out / REPORT_NAME).exists()
+    try:  # resuming from a matching report: outputs of images not finished may be replaced
+        plans = plan_outputs(
+            inputs, out, save_npy=o["save_npy"], overwrite=o["overwrite"] or resuming
+        )
+    except OutputConflict as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+    state = _previous_run(console, out, inputs, plans, cfg, o) if resuming else None
+    todo = state.todo() if state is not None else list(range(len(inputs)))
+    device = _resolve_device(o["device"])
+    if state is not None and not todo:
+        return _all_reused(console, state, cfg, out, o)
+
+    # -- model ----------------------------------------------------------------------------------
+    quiet: bool = o["quiet"]
+    if not quiet:
+        console.print(Text(f"loading {cfg.model.describe()} on {device}", style="dim"))
+    loaded = _load_model(cfg, device)
+    target = _parse_target(o["target"], loaded.categories)
+    explainer = _make_explainer(loaded, cfg)
+
+    # -- run ------------------------------------------------------------------------------------
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _Fail(EXIT_USAGE, f"--out {out}: cannot create the folder ({exc})") from None
+    settings = RunSettings(
+        preprocess=cfg.preprocess,
+        render=cfg.render,
+        batch_size=o["batch_size"],
+        workers=o["workers"],
+        target=target,
+        top_k=o["top_k"],
+        save_npy=o["save_npy"],
+        fail_fast=o["fail_fast"],
+        max_pixels=cfg.max_pixels,
+        ledger_steps=cfg.report.ledger_steps,
+    )
+    run_info = _run_info(cfg, loaded, explainer, device, out, o, settings)
+    if state is not None:
+        run_info["resumed"] = _resumed_info(state)
+    writer = ReportWriter(out / REPORT_NAME, run_info, inputs=len(inputs), tolerance=cfg.report.tolerance)
+    pipeline = Pipeline(explainer, loaded.categories, settings, out_dir=out, device=device)
+    started = time.perf_counter()
+    stdout_ok = [True]
+    stop_noted = [False]
+    show_progress = not quiet and console.is_terminal
+    progress = Progress(
+        TextColumn("[bold]explaining"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=False,
+    )
+    task = progress.add_task("explain", total=len(todo))
+
+    def add_reused(before: int) -> None:
+        if state is not None:
+            for old in state.entries_before(before):
+                writer.add(old, reused=True)
+
+    def emit(entry: dict[str, Any]) -> None:
+        if state is not None:  # the pipeline numbers the images it was given; restore the input order
+            entry["index"] = todo[entry["index"]]
+            add_reused(entry["index"])
+        writer.add(entry)
+        if o["jsonl_out"] and stdout_ok[0]:
+            write_stdout(jsonl_line(entry) + "\n", stdout_ok)
+        log_entry(console, entry, quiet)
+        progress.advance(task)
+        if stop.is_set() and not stop_noted[0]:
+            stop_noted[0] = True
+            _warn(console, "interrupt received: finishing the images in progress, then writing the report")
+
+    interrupted = stop.is_set()
+    outcome = None
+    try:
+        with progress:
+            if not interrupted:
+                outcome = pipeline.run([inputs[i] for i in todo], [plans[i] for i in todo], emit, stop)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        add_reused(len(inputs))
+        if state is not None:
+            state.close()
+        elapsed = time.perf_counter() - started
+        interrupted = interrupted or stop.is_set() or bool(outcome and outcome.interrupted)
+        stopped_early = bool(outcome and outcome.stopped_early)
+        if interrupted:
+            code = EXIT_INTERRUPTED
+        elif writer.failed or stopped_early:
+            code = EXIT_FAILED
+        else:
+            code = EXIT_OK
+        try:
+            summary = writer.write(
+                interrupted=interrupted,
+                stopped_early=stopped_early,
+                exit_code=code,
+                elapsed_s=elapsed,
+                run_updates={"finished_at": _now(), "duration_s": elapsed},
+            )
+        finally:
+            writer.close()
+    if o["json_out"]:
+        print_report(out)
+    log_summary(console, summary, out, quiet)
+    return code
+
+
+def _previous_run(
+    console: Console,
+    out: Path,
+    inputs: list[ImageInput],
+    plans: list[OutputPaths],
+    cfg: Config,
+    o: dict[str, Any],
+) -> ResumeState:
+    """Load ``OUT/report.json`` for ``--resume`` (usage error if it cannot be reused)."""
+    options = {"target": o["target"], "top_k": o["top_k"], "save_npy": o["save_npy"]}
+    try:
+        state = load_previous(out, inputs, plans, digest=cfg.digest(), options=options)
+    except ResumeError as exc:
+        raise _Fail(EXIT_USAGE, str(exc)) from None
+    assert state is not None  # the report exists
+    if not o["quiet"]:
+        console.print(
+            Text(
+                f"resuming from {state.report}: {state.reused} of {len(inputs)} images already "
+                f"done, {len(inputs) - state.reused} to explain",
+                style="dim",
+            )
+        )
+    return state
+
+
+def _resumed_info(state: ResumeState) -> dict[str, Any]:
+    """report.json's ``run.resumed``: the earlier report, when its run started, the images reused."""
+    return {
+        "report": state.report.as_posix(),
+        "previous_started_at": state.run.get("started_at"),
+        "reused": state.reused,
+    }
+
+
+def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o: dict[str, Any]) -> int:
+    """``--resume`` with every image already done: rewrite the report, load no model, explain nothing."""
+    started = time.perf_counter()
+    run_info = dict(state.run)  # same config digest, so the same model, rules and layers
+    run_info.update(
+        options={**(state.run.get("options") or {}), "resume": True},
+        **tool_versions(),
+        started_at=_now(),
+        out_dir=out.as_posix(),
+        resumed=_resumed_info(state),
+    )
+    writer = ReportWriter(out / REPORT_NAME, run_info, inputs=state.total, tolerance=cfg.report.tolerance)
+    try:
+        for old in state.entries_before(state.total):
+            writer.add(old, reused=True)
+        elapsed = time.perf_counter() - started
+        summary = writer.write(
+            exit_code=EXIT_OK,
+            elapsed_s=elapsed,
+            run_updates={"finished_at": _now(), "duration_s": elapsed},
+        )
+    finally:
+        writer.close()
+        state.close()
+    if o["json_out"]:
+        print_report(out)
+    log_summary(console, summary, out, o["quiet"])
+    return EXIT_OK
+
+
+def _run_info(
+    cfg: Config,
+    loaded: LoadedModel,
+    explainer: Explainer,
+    device: torch.device,
+    out: Path,
+    o: dict[str, Any],
+    settings: RunSettings,
+) -> dict[str, Any]:
+    """report.json's ``run``: the shared header, then composite, layers, config, options, out."""
+    resolved = cfg.to_dict()
+    layers = [
+        {"step": row["step"], "module": row["module"], "layer": row["layer"], "rule": row["rule"], "why": row["why"]}
+        for row in explainer.rule_table()
+        if row["kind"] == "affine"
+    ]
+    run = run_header(cfg, loaded, device, started_at=_now())
+    run["model"]["parameters"] = sum(p.numel() for p in loaded.module.parameters())
+    return {
+        **run,
+        "composite": {
+            "name": cfg.composite_name,
+            "spec": resolved["rules"],
+            "rules": explainer.composite.describe(),
+            "options": resolved["rule_options"],
+        },
+        "layers": layers,
+        "config": {**config_digest(cfg), "resolved": resolved},
+        "options": {
+            "target": o["target"],
+            "top_k": settings.top_k,
+            "batch_size": settings.batch_size,
+            "workers": settings.workers,
+            "save_npy": settings.save_npy,
+            "fail_fast": settings.fail_fast,
+            "overwrite": o["overwrite"],
+            "resume": o["resume"],
+        },
+        "out_dir": out.as_posix(),
+    }
