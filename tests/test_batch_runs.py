@@ -55,28 +55,35 @@ def test_sigint_then_resume(tmp_path: Path, tiny: tuple[Path, Path], monkeypatch
     make_folder(folder, total, size=(320, 240))
     out = tmp_path / "out"
     args = ["explain", str(folder), "-c", str(config), "--allow-python", str(code), "-o", str(out), "-b", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrpcli", *args, "--jsonl"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while len(lines) < 3:  # some images are finished and reported
-            line = proc.stdout.readline()
-            assert line, proc.communicate()
-            lines.append(line)
-            assert time.monotonic() < deadline
-        proc.send_signal(signal.SIGINT)
-        rest, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    err_path = tmp_path / "stderr.txt"
+    # stderr to a file: the test reads stdout line by line and then to the end through the same
+    # buffered reader (communicate() would read the pipe directly and lose what readline buffered)
+    with open(err_path, "w", encoding="utf-8") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lrpcli", *args, "--jsonl"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
+        lines: list[str] = []
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + 120
+            while len(lines) < 3:  # some images are finished and reported
+                line = proc.stdout.readline()
+                assert line, err_path.read_text(encoding="utf-8")
+                lines.append(line)
+                assert time.monotonic() < deadline
+            proc.send_signal(signal.SIGINT)
+            rest = proc.stdout.read()
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    stderr = err_path.read_text(encoding="utf-8")
     lines += rest.splitlines()
+    assert all(line.startswith("{") and line.rstrip().endswith("}") for line in lines), lines
     assert proc.returncode == 130, stderr
     assert "interrupt received" in stderr
     doc = report(out)
