@@ -584,16 +584,7 @@ def _parse_python_model(c: _Checker, fields: dict[str, Any], base_dir: Path) -> 
     if "weights" not in fields:
         c.error("model.weights", f"missing; the model's weights file ({' or '.join(WEIGHT_FILE_SUFFIXES)})")
     else:
-        raw_weights = c.string(fields["weights"], "model.weights")
-        if raw_weights is not None:
-            weights = (base_dir / Path(raw_weights).expanduser()).resolve()
-            if weights.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
-                c.error(
-                    "model.weights",
-                    f"{raw_weights!r}: expected a {' or '.join(WEIGHT_FILE_SUFFIXES)} weights file",
-                )
-            elif not weights.is_file():
-                c.error("model.weights", f"no such file: {weights}")
+        weights = _weights_file(c, fields["weights"], "model.weights", base_dir)
     num_classes: int | None = None
     if fields.get("num_classes") is not None:
         num_classes = c.integer(fields["num_classes"], "model.num_classes")
@@ -700,19 +691,22 @@ def _parse_torchvision(c: _Checker, fields: dict[str, Any], base_dir: Path) -> M
     )
 
 
+def _weights_file(c: _Checker, value: Any, key: str, base_dir: Path) -> Path | None:
+    """A weights file path relative to the config, checked for its suffix and existence."""
+    raw = c.string(value, key)
+    if raw is None:
+        return None
+    path = (base_dir / Path(raw).expanduser()).resolve()
+    if path.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
+        c.error(key, f"{raw!r}: expected a {' or '.join(WEIGHT_FILE_SUFFIXES)} weights file")
+    elif not path.is_file():
+        c.error(key, f"no such file: {path}")
+    return path
+
+
 def _parse_file_model(c: _Checker, fields: dict[str, Any], base_dir: Path) -> ModelSpec | None:
     before = len(c.problems)
-    raw = c.string(fields["file"], "model.file")
-    path: Path | None = None
-    if raw is not None:
-        path = (base_dir / Path(raw).expanduser()).resolve()
-        if path.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
-            c.error(
-                "model.file",
-                f"{raw!r}: expected a {' or '.join(WEIGHT_FILE_SUFFIXES)} weights file",
-            )
-        elif not path.is_file():
-            c.error("model.file", f"no such file: {path}")
+    path = _weights_file(c, fields["file"], "model.file", base_dir)
     arch: str | None = None
     if "arch" not in fields:
         c.error("model.arch", "missing; name the architecture, e.g. 'arch: resnet50' (see 'lrp models')")
