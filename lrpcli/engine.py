@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .composites import Assignment, Composite, LayerInfo, get_composite
 from . import linearize
-from .graph import Program, Ref, Step, UnsupportedOpError, build_program
+from .graph import Program, Ref, Step, UnsupportedOpError, build_program, refs_in
 from .layers import Affine
 from .ledger import Ledger, LedgerEntry
 from .rules import Epsilon, ZBox, value_key, psum, share
@@ -212,14 +212,13 @@ class Explainer:
             if s.kind == "dead":
                 continue
             for j, a in enumerate(s.args):
-                for r in _refs_in(a):
+                for r in refs_in(a):
                     users[r.index].append((s.index, j))
         memo: dict[int, bool] = {}
 
         def zero_safe(i: int) -> bool:
             """Relevance arriving at step ``i``'s output is zero wherever that output is zero."""
             if i not in memo:
-                memo[i] = False  # cycles cannot occur in a DAG; this guards recursion anyway
                 memo[i] = bool(users[i]) and all(user_ok(u, j) for u, j in users[i])
             return memo[i]
 
@@ -227,10 +226,8 @@ class Explainer:
             step = steps[u]
             if step.kind == "affine":
                 return self.assignments[u].rule.zero_at_zero_input
-            if step.kind in ("norm", "frozen", "stat") or (step.kind in ("gate", "mix") and j == step.gate_arg):
+            if step.kind in ("norm", "frozen", "mix", "stat") or (step.kind == "gate" and j == step.gate_arg):
                 return True  # R = x · (...), or no relevance at all
-            if step.kind == "mix":
-                return True
             if step.kind in ("gate", "select") or (step.kind == "move" and step.op not in SPREADING_MOVES):
                 return zero_safe(u)
             return step.kind == "pass" and step.op in ZERO_KEEPING_PASSES and zero_safe(u)
@@ -575,19 +572,6 @@ ZERO_KEEPING_PASSES = {
 RELU_OPS = {"ReLU", "relu", "Tensor.relu"}
 #: data movement whose adjoint spreads relevance onto positions other than the value's own
 SPREADING_MOVES = {"interpolate", "Upsample"}
-
-
-def _refs_in(obj: Any) -> list[Ref]:
-    out: list[Ref] = []
-    if isinstance(obj, Ref):
-        out.append(obj)
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            out.extend(_refs_in(o))
-    elif isinstance(obj, dict):
-        for o in obj.values():
-            out.extend(_refs_in(o))
-    return out
 
 
 class _Winners(NamedTuple):

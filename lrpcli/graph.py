@@ -82,9 +82,14 @@ class Step:
 
     def refs(self) -> list[Ref]:
         """All step references among the arguments, in order."""
-        out: list[Ref] = []
-        _collect((self.args, self.kwargs), out)
-        return out
+        return refs_in((self.args, self.kwargs))
+
+
+def refs_in(obj: Any) -> list[Ref]:
+    """The step references inside ``obj`` (nested tuples, lists and dicts), in order."""
+    out: list[Ref] = []
+    _collect(obj, out)
+    return out
 
 
 def _collect(obj: Any, out: list[Ref]) -> None:

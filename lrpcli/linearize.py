@@ -136,13 +136,9 @@ class AttentionLin(Linearized):
         if mod.bias_k is not None or mod.add_zero_attn:
             raise NotImplementedError("MultiheadAttention with add_bias_kv or add_zero_attn")
         self.heads, self.batch_first = mod.num_heads, mod.batch_first
-        w, b = mod.in_proj_weight.detach(), mod.in_proj_bias
-        e = w.shape[0] // 3
-        self.wq, self.wk, self.wv = w[:e], w[e : 2 * e], w[2 * e :]
-        self.bq, self.bk, self.bv = (None, None, None) if b is None else (b[:e], b[e : 2 * e], b[2 * e :])
-        self.bq = None if self.bq is None else self.bq.detach()
-        self.bk = None if self.bk is None else self.bk.detach()
-        self.bv = None if self.bv is None else self.bv.detach()
+        self.wq, self.wk, self.wv = mod.in_proj_weight.detach().chunk(3)
+        b = mod.in_proj_bias
+        self.bq, self.bk, self.bv = (None, None, None) if b is None else b.detach().chunk(3)
         self.wo = mod.out_proj.weight.detach()
         self.bo = None if mod.out_proj.bias is None else mod.out_proj.bias.detach()
 
