@@ -4,7 +4,8 @@ Engine-only: the images are decoded and preprocessed beforehand, then only the e
 runs (batches of ``--batch``), in this process. End-to-end: `lrp explain FOLDER` in a
 subprocess (decode, resize, explain, render, write PNGs and the report). The fixed cost of a
 run (interpreter start, model load) is removed by also timing a run over a single image:
-throughput = (N − 1) / (t_N − t_1). Runs alternate (engine, CLI, engine, CLI, ...).
+throughput = (N − 1) / (t_N − t_1). Runs alternate (engine, CLI, engine, CLI, ...). Both sides
+use the allocator setting of the ``lrp`` command (:func:`lrpcli.allocator.tune_allocator`).
 
     python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 2]
 """
@@ -77,6 +78,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
+    from lrpcli.allocator import tune_allocator
+
+    allocator = tune_allocator()  # what `lrp` does at start, so the engine-only side is comparable
     tmp = Path(tempfile.mkdtemp(prefix="lrp-bench-"))
     try:
         paths = make_images(tmp / "many", args.images)
@@ -91,7 +95,8 @@ def main() -> None:
         n = args.images
         e_rate = n / statistics.median(eng)
         c_rate = (n - 1) / (statistics.median(full) - statistics.median(single))
-        print(f"images: {n}, batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}")
+        print(f"images: {n}, batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
+              f"allocator {allocator}")
         print(f"engine only : {e_rate:.2f} images/s  (median {statistics.median(eng):.2f} s)")
         print(f"lrp explain : {c_rate:.2f} images/s  (median {statistics.median(full):.2f} s for {n}, "
               f"{statistics.median(single):.2f} s for 1)")  # fmt: skip

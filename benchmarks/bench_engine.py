@@ -5,10 +5,13 @@ warm-up, and the table reports medians and ratios, since absolute seconds on a s
 mean little. Our relevance is checked against Zennit's on the timed inputs, so a fast wrong
 answer cannot pass. Peak memory is measured per method in a fresh subprocess (max RSS, or
 ``torch.cuda.max_memory_allocated`` on a GPU), the baseline being the same process after
-loading the model and inputs.
+loading the model and inputs. Every method runs with the allocator setting the ``lrp`` command
+uses (:func:`lrpcli.allocator.tune_allocator`); ``--malloc default`` leaves glibc's defaults
+for all of them.
 
     python benchmarks/bench_engine.py [--models vgg16,resnet50,efficientnet_lite0] [--batch 8]
                                       [--size 224] [--reps 3] [--device cpu|cuda] [--no-memory]
+                                      [--malloc tuned|default]
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -27,6 +32,7 @@ import torch
 import torchvision
 
 import lrpcli
+from lrpcli.allocator import ENV_VAR, tune_allocator
 
 COMPOSITES = ["epsilon", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"]
 LOW = torch.tensor([-2.1179, -2.0357, -1.8044]).view(1, 3, 1, 1)
@@ -273,36 +279,71 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--no-memory", action="store_true", help="skip the per-method memory subprocesses")
     ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--malloc", default="tuned", choices=["tuned", "default"],
+                    help="glibc allocator setting for every method (what `lrp` does, or glibc's defaults)")
     ap.add_argument("--probe", help=argparse.SUPPRESS)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--targets", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.malloc == "default":
+        os.environ[ENV_VAR] = "default"  # inherited by the memory probes
+    allocator = tune_allocator()
     if args.probe:
         probe(args)
         return
     results: dict[str, Any] = {"batch": args.batch, "size": args.size, "device": args.device,
-                               "torch": torch.__version__, "threads": torch.get_num_threads(), "models": {}}  # fmt: skip
-    for name in args.models.split(","):
-        model = build_model(name, args.device)
-        x = inputs(args.batch, args.size, args.device)
-        with torch.no_grad():
-            targets = model(x).argmax(1)
-        composites = args.composites.split(",")
-        m = Methods(name, model, x, targets, composites)
-        agreement = check_agreement(m)
-        table = m.table()
-        med = time_all(table, args.reps, args.device)
-        mem = {}
-        if not args.no_memory:
-            for k in ["floor"] + [f"ours:{c}" for c in composites] + [f"zennit:{c}" for c in composites] + (
-                ["captum:epsilon"] if "captum:epsilon" in table else []
-            ):
-                mem[k] = peak_memory(name, k, targets.tolist(), args)
-        results["models"][name] = {"median_s": med, "agreement": agreement, "peak_mib": mem}
-        print_model(name, med, agreement, mem, composites)
-        del m, model
+                               "torch": torch.__version__, "threads": torch.get_num_threads(), "allocator": allocator, "models": {}}  # fmt: skip
+    names = args.models.split(",")
+    if len(names) > 1:
+        # one child process per model: with the tuned allocator freed memory stays in the process,
+        # and three models' worth of Zennit, Captum and float64 checks would not fit in 24 GiB
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}", flush=True)
+        for name in names:
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                cmd = [sys.executable, __file__, *_without_models(sys.argv[1:]), "--models", name, "--json", tmp.name, "--child"]
+                subprocess.run(cmd, check=True)
+                results["models"].update(json.load(open(tmp.name))["models"])
+    else:
+        if not args.child:
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}", flush=True)
+        results["models"][names[0]] = run_model(names[0], args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+
+
+def _without_models(argv: list[str]) -> list[str]:
+    """The command line minus ``--models``/``--json`` (each child gets its own)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--models", "--json"):
+            skip = True
+        elif not a.startswith(("--models=", "--json=")):
+            out.append(a)
+    return out
+
+
+def run_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Time, check and (unless ``--no-memory``) measure every method on one model; print its table."""
+    model = build_model(name, args.device)
+    x = inputs(args.batch, args.size, args.device)
+    with torch.no_grad():
+        targets = model(x).argmax(1)
+    composites = args.composites.split(",")
+    m = Methods(name, model, x, targets, composites)
+    agreement = check_agreement(m)
+    table = m.table()
+    med = time_all(table, args.reps, args.device)
+    mem = {}
+    if not args.no_memory:
+        for k in ["floor"] + [f"ours:{c}" for c in composites] + [f"zennit:{c}" for c in composites] + (
+            ["captum:epsilon"] if "captum:epsilon" in table else []
+        ):
+            mem[k] = peak_memory(name, k, targets.tolist(), args)
+    print_model(name, med, agreement, mem, composites)
+    return {"median_s": med, "agreement": agreement, "peak_mib": mem}
 
 
 def print_model(

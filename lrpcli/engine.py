@@ -202,9 +202,11 @@ class Explainer:
     def _plan_outputs(self) -> None:
         """Which affine outputs ``z`` the forward pass keeps, to save memory and passes.
 
-        Rules that never read ``z`` (z⁺, αβ, flat, w²) get none. Where ``z`` feeds only a ReLU whose
-        output gets zero relevance wherever it is zero, the ReLU runs in place and the rule gets
-        ``relu(z)``: at the clipped positions the relevance is zero, so ``s = 0`` either way.
+        Where ``z`` feeds only a ReLU whose output gets zero relevance wherever it is zero, the
+        relevance is zero wherever ``z ≤ 0`` (the step is "positive"): the ReLU runs in place and
+        the rule gets ``relu(z)`` (``s = 0`` at the clipped positions either way), and γ needs no
+        ``z`` at all there. Rules that never read ``z`` (z⁺, αβ, flat, w²) get none; when ``z`` is
+        not kept, its only-user ReLU runs in place too.
         """
         steps = self.program.steps
         users: dict[int, list[tuple[int, int]]] = {s.index: [] for s in steps}  # step → (user, arg position)
@@ -234,15 +236,21 @@ class Explainer:
 
         self._no_output: set[int] = set()
         self._relu_inplace: set[int] = set()
+        self._positive: set[int] = set()  # relevance arrives only where z > 0
         for s in steps:
             if s.kind != "affine":
                 continue
-            if not self.assignments[s.index].rule.needs_output:
-                self._no_output.add(s.index)
-            elif len(users[s.index]) == 1:
+            relu = None
+            if len(users[s.index]) == 1:
                 u, _ = users[s.index][0]
-                if steps[u].kind == "pass" and steps[u].op in RELU_OPS and zero_safe(u):
-                    self._relu_inplace.add(u)
+                relu = u if steps[u].kind == "pass" and steps[u].op in RELU_OPS else None
+            positive = relu is not None and zero_safe(relu)
+            if positive:
+                self._positive.add(s.index)
+            if not self.assignments[s.index].rule.uses_output(s.affine, positive):  # type: ignore[arg-type]
+                self._no_output.add(s.index)
+            if relu is not None and (positive or s.index in self._no_output):
+                self._relu_inplace.add(relu)  # z is read by nobody else, or only where it is > 0
 
     # -- public -------------------------------------------------------------------------------
     def __call__(self, inputs: Tensor, target: "int | Sequence[int] | Tensor | None" = None) -> Explanation:
@@ -445,7 +453,8 @@ class Explainer:
         bounds = None
         if isinstance(assignment.rule, ZBox):
             bounds = self._bounds(s, assignment.rule, xin, x0)
-        r_in, absorbed = assignment.rule.propagate(layer, xin, z, r, bias, bounds)
+        positive = s.index in self._positive
+        r_in, absorbed = assignment.rule.propagate(layer, xin, z, r, bias, bounds, positive)
         return [(s.args[0].index, r_in)], absorbed, assignment.rule.describe()
 
     def _norm(self, s: Step, data: Any, r: Tensor) -> tuple[list[Any], Any]:

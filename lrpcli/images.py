@@ -720,11 +720,17 @@ def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.nda
 
 
 def _normalise(cropped: np.ndarray, pp: Preprocess) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 → normalised float32 ``(3, H, W)``."""
-    tensor = torch.from_numpy(cropped.copy()).permute(2, 0, 1).contiguous().float().div(255)
-    mean = torch.tensor(pp.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(pp.std, dtype=torch.float32).view(3, 1, 1)
-    return (tensor - mean) / std
+    """``(H, W, 3)`` uint8 → normalised float32 ``(3, H, W)``: ``(x / 255 − mean) / std``.
+
+    In NumPy, not torch: loader threads that ran torch operations would each start an OpenMP
+    thread team, whose spinning threads then take CPU from the explanation (measured: the
+    engine ran 30 % slower next to them). The float32 operations are the same, so is the result.
+    """
+    array = np.ascontiguousarray(cropped.transpose(2, 0, 1), dtype=np.float32)
+    array /= np.float32(255)
+    array -= np.asarray(pp.mean, dtype=np.float32).reshape(3, 1, 1)
+    array /= np.asarray(pp.std, dtype=np.float32).reshape(3, 1, 1)
+    return torch.from_numpy(array)
 
 
 def pixel_bounds(pp: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:

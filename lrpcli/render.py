@@ -18,6 +18,8 @@ from __future__ import annotations
 import difflib
 import os
 import secrets
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,6 +38,7 @@ __all__ = [
     "Scale",
     "atomic_write",
     "available_cmaps",
+    "encode_png",
     "get_cmap",
     "heatmap_rgb",
     "overlay_rgb",
@@ -280,24 +283,52 @@ def _fsync_dir(directory: Path) -> None:
 
 
 PNG_COMPRESS_LEVEL = 1
+_PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}  # channels → PNG colour type (grey, RGB, RGBA)
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Atomically write a ``uint8`` image as PNG.
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    ``rgb`` is ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W)`` greyscale.
+
+def encode_png(rgb: np.ndarray, level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """A ``uint8`` image ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` as PNG bytes (8 bits per channel).
+
+    Every row uses PNG's "Up" filter (the difference to the row above, computed in one NumPy
+    pass) and one zlib stream at ``level``: at level 1 as small as Pillow's adaptive filtering
+    on heatmaps and overlays, in half its time (1.1 vs 2.2 ms for a 224² image).
     """
     array = np.asarray(rgb)
     if array.dtype != np.uint8:
         raise ValueError(f"PNG data must be uint8, got {array.dtype}; convert with heatmap_rgb()")
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+    channels = 1 if array.ndim == 2 else array.shape[2] if array.ndim == 3 else 0
+    if channels not in _PNG_COLOUR_TYPES or 0 in array.shape:
         raise ValueError(
-            f"PNG data must be shaped (H, W), (H, W, 3) or (H, W, 4), got {array.shape}"
+            f"PNG data must be a non-empty (H, W), (H, W, 3) or (H, W, 4) array, got {array.shape}"
         )
-    image = Image.fromarray(np.ascontiguousarray(array))
-    # zlib level 1: 3× faster to encode than the default 6 on heatmaps and overlays (2.2 vs 6.5 ms
-    # for a 224² overlay), files 15–40 % larger; encoding competes with the explanation for the CPU
-    atomic_write(path, lambda handle: image.save(handle, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
+    height, width = array.shape[:2]
+    rows = np.ascontiguousarray(array).reshape(height, width * channels)
+    raw = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    raw[:, 0] = 2  # filter type "Up"; the first row's "above" is zeros
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])  # modulo 256, as PNG defines it
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Atomically write a ``uint8`` image as PNG (see :func:`encode_png`).
+
+    ``rgb`` is ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA or ``(H, W)`` greyscale.
+    """
+    data = encode_png(rgb)
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:

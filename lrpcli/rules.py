@@ -110,6 +110,10 @@ class AffineRule(Rule):
     #: whether an input that is exactly zero always gets zero relevance (``R_i = x_i · c_i``)
     zero_at_zero_input: ClassVar[bool] = True
 
+    def uses_output(self, layer: Affine, positive: bool) -> bool:
+        """Whether ``propagate`` reads ``z`` for ``layer``; ``positive``: see :meth:`propagate`."""
+        return self.needs_output
+
     @abstractmethod
     def propagate(
         self,
@@ -119,14 +123,16 @@ class AffineRule(Rule):
         relevance: Tensor,
         bias: Tensor | None,
         bounds: tuple[Tensor, Tensor] | None = None,
+        positive: bool = False,
     ) -> tuple[Tensor, Absorbed]:
         """Relevance at the input of ``layer``.
 
         ``x`` is the layer input, ``z`` its output computed with ``bias`` (``None`` when biases
         are ignored, and then ``z`` has none), ``bounds`` the box bounds at the layer input.
-        ``z`` is ``None`` for rules with ``needs_output = False``. For rules that need it, the
-        engine may pass ``relu(z)`` instead when the relevance is provably zero wherever
-        ``relu(z)`` is (such positions then give ``s = 0`` either way).
+        ``z`` is ``None`` where :meth:`uses_output` says the rule does not read it. For rules that
+        read it, the engine may pass ``relu(z)`` instead when the relevance is provably zero
+        wherever ``relu(z)`` is (such positions then give ``s = 0`` either way); ``positive``
+        says exactly that: ``relevance`` is zero wherever ``z ≤ 0``.
         """
 
 
@@ -184,7 +190,7 @@ class Epsilon(AffineRule):
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
         self.epsilon = float(epsilon)
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         s, stab, dropped = share(relevance, z, self.epsilon)
         r_in = layer.transpose(s, x.shape).mul_(x)
         return r_in, Absorbed(_bias_part(layer, s, bias), stab, dropped)
@@ -211,7 +217,7 @@ class ZPlus(AffineRule):
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         nonneg = _nonneg(x, layer)
         p = _positive_part(layer, x, bias, nonneg)
         s, stab, dropped = share(relevance, p, self.stabilizer)
@@ -245,7 +251,7 @@ class AlphaBeta(AffineRule):
         self.beta = float(beta)
         self.stabilizer = float(stabilizer)
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         a, b, eps = self.alpha, self.beta, self.stabilizer
         nonneg = _nonneg(x, layer)
         # both shares computed directly: n = z − p would lose precision where |n| ≪ |p|, and s_n = R/n
@@ -282,9 +288,14 @@ class Gamma(AffineRule):
         self.gamma = float(gamma)
         self.stabilizer = float(stabilizer)
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+    def uses_output(self, layer: Affine, positive: bool) -> bool:
+        return not (positive and layer.input_nonneg)
+
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         g, eps = self.gamma, self.stabilizer
         nonneg = _nonneg(x, layer)
+        if positive and nonneg:
+            return self._positive_outputs(layer, x, relevance, bias)
         p = _positive_part(layer, x, bias, nonneg)
         # one denominator for both cases, selected by sign(z) with arithmetic (no torch.where, slow on
         # CPU): z + γp where z > 0, z + γ(z − p) = z + γn where z < 0; q = 2p or 2(z − p) accordingly
@@ -315,6 +326,21 @@ class Gamma(AffineRule):
             bias_part = (s_pos * (b + g * b.clamp(min=0)) + s_neg * (b + g * b.clamp(max=0))).sum(1)
         return r_in, Absorbed(bias_part, stab, dropped)
 
+    def _positive_outputs(
+        self, layer: Affine, x: Tensor, relevance: Tensor, bias: Tensor | None
+    ) -> tuple[Tensor, Absorbed]:
+        """Relevance only where ``z > 0``, input ``x ≥ 0``: one weight ``W + γW⁺`` does it all.
+
+        There ``z + γp = (W + γW⁺)x + b + γb⁺``, and every input gets ``x_i ((W + γW⁺)ᵀ s)_i``:
+        one forward and one transposed pass with that weight, and ``z`` itself is never read.
+        """
+        g = self.gamma
+        weight = layer.cached(("gamma", g), lambda: layer.weight + g * layer.weight_pos)
+        b = None if bias is None else bias + g * bias.clamp(min=0)
+        s, stab, dropped = share(relevance, layer.forward(x, weight, b), self.stabilizer)
+        r_in = layer.transpose(s, x.shape, weight).mul_(x)
+        return r_in, Absorbed(_bias_part(layer, s, b), stab, dropped)
+
 
 class ZBox(AffineRule):
     """z^B-rule (Montavon et al. 2017) for bounded inputs ``low ≤ x ≤ high`` (first layer).
@@ -338,7 +364,7 @@ class ZBox(AffineRule):
 
         return {"low": show(self.low), "high": show(self.high), "stabilizer": self.stabilizer}
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         if bounds is None:
             raise ValueError("the zbox rule needs input bounds (options low= and high=)")
         low, high = bounds
@@ -372,7 +398,7 @@ class _UnitInput(AffineRule):
     def _weights(self, layer: Affine, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The modified weight and bias."""
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         w, b = self._weights(layer, bias)
         key = (self.name, x.shape[1:], b is not None)
         zu = layer.cached(key, lambda: layer.forward(x.new_ones(1, *x.shape[1:]), w, b))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,25 @@ def test_write_png_atomic_roundtrip(tmp_path: Path) -> None:
     write_png(target, rgb)  # overwrite in place
     np.testing.assert_array_equal(np.asarray(Image.open(target)), rgb)
     assert sorted(p.name for p in target.parent.iterdir()) == ["heat.png"]
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (7, 9, 3), (7, 9, 4), (1, 5, 3), (6, 1, 3), (224, 224, 3)])
+def test_encode_png_decodes_to_the_same_pixels(shape: tuple[int, ...]) -> None:
+    rgb = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    image = Image.open(io.BytesIO(render.encode_png(rgb)))
+    image.load()  # decodes every row: a wrong filter byte or CRC raises here
+    channels = shape[2] if len(shape) == 3 else 1
+    assert image.mode == {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    np.testing.assert_array_equal(np.asarray(image), rgb)
+
+
+def test_encode_png_accepts_views_and_rejects_bad_shapes() -> None:
+    base = np.random.default_rng(4).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    view = base[::2, ::-1]  # not contiguous
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(render.encode_png(view)))), view)
+    for bad in (np.zeros((2, 2, 2), np.uint8), np.zeros((0, 3, 3), np.uint8), np.zeros((2, 2, 3, 1), np.uint8)):
+        with pytest.raises(ValueError, match="PNG data"):
+            render.encode_png(bad)
 
 
 def test_write_npy_roundtrip(tmp_path: Path) -> None:

@@ -201,3 +201,25 @@ def test_gamma_drops_relevance_at_outputs_that_are_exactly_zero() -> None:
     got, absorbed = rule.propagate(layer, x, z, r, layer.bias)
     torch.testing.assert_close(got, reference(rule, layer, x, r, layer.bias))
     torch.testing.assert_close(absorbed.dropped, torch.ones(2, dtype=DT))  # R of the zero output, per image
+
+
+@pytest.mark.parametrize("layer_name", sorted(LAYERS))
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("gamma", [0.25, 1.0])
+def test_gamma_on_positive_outputs_needs_no_z(layer_name: str, with_bias: bool, gamma: float) -> None:
+    """Relevance only where z > 0 and x ≥ 0 (a ReLU network): the one-weight form W + γW⁺, given
+    no z at all (as the engine calls it), equals the reference."""
+    layer, shape = LAYERS[layer_name]
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, *shape, generator=gen, dtype=DT).clamp(min=0)
+    bias = layer.bias if with_bias else None
+    z = layer.forward(x, None, bias)
+    r = torch.rand(z.shape, generator=gen, dtype=DT) * z.clamp(min=0)
+    assert bool((r == 0).any()) and bool((r > 0).any())
+    rule = Gamma(gamma, 1e-6)
+    assert rule.uses_output(layer, positive=False)  # the general form reads z
+    got, absorbed = rule.propagate(layer, x, None, r, bias, None, positive=True)
+    want = reference(rule, layer, x, r, bias)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
+    lost = r.flatten(1).sum(1) - got.flatten(1).sum(1)
+    torch.testing.assert_close(absorbed.bias + absorbed.stabilizer + absorbed.dropped, lost, rtol=1e-9, atol=1e-9)

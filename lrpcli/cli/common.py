@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from lrpcli import PRESETS, Explainer, UnsupportedOpError, __version__
+from lrpcli.allocator import tune_allocator
 from lrpcli.config import BUILTIN_CONFIGS, Config, ConfigError, load_config
 from lrpcli.images import ImageInput, InputError, discover
 from lrpcli.models.registry import LoadedModel, ModelLoadError, load_model
@@ -210,6 +211,7 @@ def _root(
     ] = False,
 ) -> None:
     """Layer-wise Relevance Propagation heatmaps for image classifiers."""
+    tune_allocator()  # freed tensors stay in the process: no page faults on the next batch
 
 
 def main() -> None:
