@@ -1,5 +1,6 @@
 """lrpcli: Layer-wise Relevance Propagation heatmaps for image classifiers."""
 
+from .allocator import tune_allocator
 from .composites import PRESETS, Composite, get_composite
 from .engine import Explainer, Explanation, explain, prepare
 from .graph import UnsupportedOpError
@@ -19,4 +20,5 @@ __all__ = [
     "explain",
     "get_composite",
     "prepare",
+    "tune_allocator",
 ]

@@ -205,8 +205,8 @@ class Explainer:
         Where ``z`` feeds only a ReLU whose output gets zero relevance wherever it is zero, the
         relevance is zero wherever ``z ≤ 0`` (the step is "positive"): the ReLU runs in place and
         the rule gets ``relu(z)`` (``s = 0`` at the clipped positions either way), and γ needs no
-        ``z`` at all there. Rules that never read ``z`` (z⁺, αβ, flat, w²) get none; when ``z`` is
-        not kept, its only-user ReLU runs in place too.
+        ``z`` at all there (nor before a ReLU6). Rules that never read ``z`` (z⁺, flat, w², αβ on a
+        signed input) get none; when ``z`` is not kept, its only-user ReLU runs in place too.
         """
         steps = self.program.steps
         users: dict[int, list[tuple[int, int]]] = {s.index: [] for s in steps}  # step → (user, arg position)
@@ -240,16 +240,16 @@ class Explainer:
         for s in steps:
             if s.kind != "affine":
                 continue
-            relu = None
+            relu = None  # the only user of z, if it zeroes exactly the z <= 0 (ReLU, ReLU6)
             if len(users[s.index]) == 1:
                 u, _ = users[s.index][0]
-                relu = u if steps[u].kind == "pass" and steps[u].op in RELU_OPS else None
+                relu = u if steps[u].kind == "pass" and steps[u].op in ZERO_BELOW_OPS else None
             positive = relu is not None and zero_safe(relu)
             if positive:
                 self._positive.add(s.index)
             if not self.assignments[s.index].rule.uses_output(s.affine, positive):  # type: ignore[arg-type]
                 self._no_output.add(s.index)
-            if relu is not None and (positive or s.index in self._no_output):
+            if relu is not None and steps[relu].op in RELU_OPS and (positive or s.index in self._no_output):
                 self._relu_inplace.add(relu)  # z is read by nobody else, or only where it is > 0
 
     # -- public -------------------------------------------------------------------------------
@@ -579,6 +579,8 @@ ZERO_KEEPING_PASSES = {
     "truediv", "Tensor.div", "stochastic_depth",
 }  # fmt: skip
 RELU_OPS = {"ReLU", "relu", "Tensor.relu"}
+#: passes whose output is zero exactly where their input is <= 0
+ZERO_BELOW_OPS = RELU_OPS | {"ReLU6", "relu6"}
 #: data movement whose adjoint spreads relevance onto positions other than the value's own
 SPREADING_MOVES = {"interpolate", "Upsample"}
 

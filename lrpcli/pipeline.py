@@ -6,7 +6,9 @@
   model never waits on the disk; at most a bounded number of images are in flight, so memory
   stays flat.
 * Results are handed to a callback one image at a time, in input order, as soon as an image
-  (and every image before it) is finished; nothing is kept afterwards.
+  (and every image before it) is finished; nothing is kept afterwards. Building the report
+  entries and the callback run in a third thread, so the thread that drives the model does
+  nothing but load batches into it.
 * A ``stop`` event (set by the CLI's SIGINT/SIGTERM handler) ends the run between batches;
   images already being written are finished, so no partial output file is ever left behind.
 
@@ -17,6 +19,7 @@ inside the output folder and never replace an input.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -225,36 +228,74 @@ class _Prepared:
     error: str | None = None
 
 
-class _Ordered:
-    """Hands entries to ``emit`` in input order once their output files are written."""
+class _Emitter:
+    """Finishes and emits entries in input order, in its own thread (``lrp-emit``).
 
-    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+    The loop hands it one batch at a time: a function that builds the batch's entries (the
+    per-image ledgers, top-k and report rows: Python work that would otherwise hold up the next
+    explanation) and each entry's write future. The thread waits for each write, merges its
+    result and calls ``emit``, so serialising reports and printing never run on the thread that
+    drives the model. At most ``limit`` images are accepted but not yet emitted (:meth:`put`
+    blocks), so memory stays flat when the disk is slow.
+    """
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None], limit: int) -> None:
         self.emit = emit
-        self.queue: deque[tuple[dict[str, Any], Future[dict[str, Any]] | None]] = deque()
+        self.pending = threading.Semaphore(limit)
+        self.queue: queue.SimpleQueue[tuple[Callable[[], list[dict[str, Any]]], list[Future[dict[str, Any]] | None]] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="lrp-emit", daemon=True)
+        self.thread.start()
 
-    def add(self, entry: dict[str, Any], future: Future[dict[str, Any]] | None = None) -> None:
-        self.queue.append((entry, future))
+    def put(self, make: Callable[[], list[dict[str, Any]]], futures: list[Future[dict[str, Any]] | None]) -> None:
+        """Queue one batch (entries in input order, built by ``make``); blocks while too many wait."""
+        for _ in futures:
+            self.pending.acquire()
+        self.queue.put((make, futures))
+        self.check()
 
-    def __len__(self) -> int:
-        return len(self.queue)
+    def check(self) -> None:
+        """Re-raise, in the calling thread, an error that ended the emitting thread."""
+        if self.error is not None:
+            raise self.error
 
-    def sort(self) -> None:
-        """Restore input order after a batch added its error entries last."""
-        self.queue = deque(sorted(self.queue, key=lambda pair: int(pair[0]["index"])))
+    def finish(self) -> None:
+        """Emit everything queued, then end the thread."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self.check()
 
-    def has_error(self) -> bool:
-        return any(entry.get("status") != "ok" for entry, _ in self.queue)
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            make, futures = item
+            try:
+                if self.error is None:
+                    for entry, future in zip(make(), futures):
+                        if future is not None:
+                            _merge_written(entry, future)
+                        self.emit(entry)
+                        self.pending.release()
+                    continue
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread by check()
+                self.error = exc
+            for _ in futures:  # after an error: unblock the loop, which then raises it
+                self.pending.release()
 
-    def drain(self, *, block: bool, keep: int = 0) -> None:
-        """Emit finished entries from the front; with ``block``, wait until ``keep`` remain."""
-        while len(self.queue) > keep:
-            entry, future = self.queue[0]
-            if future is not None and not future.done() and not block:
-                return
-            self.queue.popleft()
-            if future is not None:
-                _merge_written(entry, future)
-            self.emit(entry)
+
+@dataclass
+class _BatchStats:
+    """What the entries of one explained batch need, computed on the loop's thread."""
+
+    logits: torch.Tensor
+    probs: torch.Tensor
+    top_p: list[list[float]]
+    top_i: list[list[int]]
+    targets: list[int]
+    positive: list[float]
+    negative: list[float]
+    conservation: list[float]
+    explain_s: float
 
 
 def _merge_written(entry: dict[str, Any], future: Future[dict[str, Any]]) -> None:
@@ -358,11 +399,10 @@ class Pipeline:
                 outcome.failed += 1
             emit(entry)
 
-        order = _Ordered(counted)
         n = len(inputs)
         bs = max(1, s.batch_size)
         batches = [range(i, min(i + bs, n)) for i in range(0, n, bs)]
-        max_pending = 2 * bs + 2 * max(1, s.workers)
+        emitter = _Emitter(counted, limit=2 * bs + 2 * max(1, s.workers))
         loaders = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-load")
         writers = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-write")
         queued: deque[tuple[range, list[Future[_Prepared]]]] = deque()
@@ -388,26 +428,33 @@ class Pipeline:
                     outcome.interrupted = True
                     break
                 ready: list[tuple[int, _Prepared]] = []
-                errors: list[dict[str, Any]] = []
+                errors: list[tuple[int, dict[str, Any]]] = []
                 for i, prep in zip(indexes, prepared):
                     if prep.error is None:
                         ready.append((i, prep))
                         continue
-                    errors.append(_error_entry(i, inputs[i], prep.error, prep))
+                    errors.append((i, _error_entry(i, inputs[i], prep.error, prep)))
                     if s.fail_fast:  # images after the first failure are not processed
                         outcome.stopped_early = True
                         break
-                if ready:
-                    self._explain_batch(ready, inputs, outputs, order, writers)
-                for entry in errors:
-                    order.add(entry)
-                order.sort()
-                order.drain(block=False)
-                order.drain(block=True, keep=max_pending)
-                if s.fail_fast and (outcome.failed or order.has_error()):
+                made, written = self._explain_batch(ready, inputs, outputs, writers) if ready else ([], [])
+                failed = bool(errors) or (bool(ready) and not written)
+                # one batch in input order: the explained images' entries, then the load errors, merged
+                order = sorted(
+                    [(i, j, None) for j, (i, _) in enumerate(ready)] + [(i, -1, e) for i, e in errors],
+                    key=lambda row: row[0],
+                )
+                futures_in_order = [written[j] if written and j >= 0 else None for _, j, _ in order]
+
+                def make(order: list[Any] = order, made: Callable[[], list[dict[str, Any]]] = made) -> list[dict[str, Any]]:
+                    built = made()
+                    return [built[j] if j >= 0 else entry for _, j, entry in order]
+
+                emitter.put(make, futures_in_order)
+                if s.fail_fast and (failed or outcome.failed):
                     outcome.stopped_early = True
                     break
-            order.drain(block=True)
+            emitter.finish()
         finally:
             for _, futures in queued:
                 for f in futures:
@@ -415,7 +462,7 @@ class Pipeline:
             loaders.shutdown(wait=True, cancel_futures=True)
             writers.shutdown(wait=True)  # never leave a half-written file behind
             try:
-                order.drain(block=True)
+                emitter.finish()
             except Exception:  # noqa: BLE001 - already failing; keep the first error
                 pass
         return outcome
@@ -425,9 +472,11 @@ class Pipeline:
         ready: list[tuple[int, _Prepared]],
         inputs: Sequence[ImageInput],
         outputs: Sequence[OutputPaths],
-        order: _Ordered,
         writers: ThreadPoolExecutor,
-    ) -> None:
+    ) -> tuple[Callable[[], list[dict[str, Any]]], list[Future[dict[str, Any]]]]:
+        """Explain one batch and submit its writes; returns a function that builds the batch's
+        entries (run by the emitting thread) and the write futures, both in ``ready``'s order.
+        If the explanation fails, every image gets an error entry and there are no futures."""
         s = self.settings
         start = time.perf_counter()
         try:
@@ -437,66 +486,87 @@ class Pipeline:
             logits = explanation.logits.detach().to("cpu", torch.float64)
             targets = explanation.targets.detach().cpu().tolist()
             ledger = explanation.ledger
-            conservation = ledger.conservation_error().detach().cpu().tolist()
-            ledgers = [ledger.image(j, steps=s.ledger_steps) for j in range(len(ready))]
             del explanation, batch
         except Exception as exc:  # noqa: BLE001 - report it for these images and go on
             message = f"explanation failed ({type(exc).__name__}: {exc})"
-            for i, prep in ready:
-                order.add(_error_entry(i, inputs[i], message, prep))
-            return
+            return (lambda: [_error_entry(i, inputs[i], message, prep) for i, prep in ready]), []
         explain_s = (time.perf_counter() - start) / len(ready)
+        written = [
+            writers.submit(self._write, relevance[j].numpy(), prep.crop, outputs[i])
+            for j, (i, prep) in enumerate(ready)
+        ]
+        # whole-batch tensor work stays on this thread (torch in another thread starts an OpenMP
+        # team of its own); the per-image Python work is left to the emitting thread
         probs = torch.softmax(logits, dim=1)
-        k = min(max(1, s.top_k), probs.shape[1])
-        top_p, top_i = probs.topk(k, dim=1)
+        top_p, top_i = probs.topk(min(max(1, s.top_k), probs.shape[1]), dim=1)
         flat = relevance.flatten(1).to(torch.float64)
-        positive = flat.clamp(min=0).sum(1).tolist()
-        negative = flat.clamp(max=0).sum(1).tolist()
+        stats = _BatchStats(
+            logits=logits,
+            probs=probs,
+            top_p=top_p.tolist(),
+            top_i=top_i.tolist(),
+            targets=targets,
+            positive=flat.clamp(min=0).sum(1).tolist(),
+            negative=flat.clamp(max=0).sum(1).tolist(),
+            conservation=ledger.conservation_error().detach().cpu().tolist(),
+            explain_s=explain_s,
+        )
+        return (lambda: self._entries(ready, inputs, ledger, stats)), written
+
+    def _entries(
+        self, ready: list[tuple[int, _Prepared]], inputs: Sequence[ImageInput], ledger: Any, b: _BatchStats
+    ) -> list[dict[str, Any]]:
+        """The report entries of one explained batch (without what the writes add)."""
+        s = self.settings
+        logits, probs, positive, negative, conservation = b.logits, b.probs, b.positive, b.negative, b.conservation
+        targets, explain_s = b.targets, b.explain_s
+        entries = []
         for j, (i, prep) in enumerate(ready):
             item = inputs[i]
             target = int(targets[j])
-            led = ledgers[j]
+            led = ledger.image(j, steps=s.ledger_steps)
             f_x = led["f_x"]
             cons = conservation[j]
-            entry: dict[str, Any] = {
-                "index": i,
-                "input": item.path.as_posix(),
-                "rel": item.rel.as_posix(),
-                "status": "ok",
-                "error": None,
-                "outputs": {},
-                "image": {"width": prep.size[0], "height": prep.size[1]} if prep.size else None,
-                "warnings": list(prep.warnings),
-                "top_k": [
-                    {
-                        "index": int(c),
-                        "label": self._label(int(c)),
-                        "probability": float(p),
-                        "logit": float(logits[j, int(c)]),
-                    }
-                    for p, c in zip(top_p[j].tolist(), top_i[j].tolist())
-                ],
-                "target": {
-                    "index": target,
-                    "label": self._label(target),
-                    "source": "predicted" if s.target is None else "requested",
-                    "probability": float(probs[j, target]),
-                },
-                "f_x": f_x,
-                "relevance": {
-                    "sum": led["sum_pixels"],
-                    "positive": positive[j],
-                    "negative": negative[j],
-                },
-                "conservation": {
-                    "error": cons,
-                    "relative_error": cons / abs(f_x) if f_x else None,
-                },
-                "ledger": led,
-                "timing": {"load_s": prep.load_s, "explain_s": explain_s},
-            }
-            future = writers.submit(self._write, relevance[j].numpy(), prep.crop, outputs[i])
-            order.add(entry, future)
+            entries.append(
+                {
+                    "index": i,
+                    "input": item.path.as_posix(),
+                    "rel": item.rel.as_posix(),
+                    "status": "ok",
+                    "error": None,
+                    "outputs": {},
+                    "image": {"width": prep.size[0], "height": prep.size[1]} if prep.size else None,
+                    "warnings": list(prep.warnings),
+                    "top_k": [
+                        {
+                            "index": int(c),
+                            "label": self._label(int(c)),
+                            "probability": float(p),
+                            "logit": float(logits[j, int(c)]),
+                        }
+                        for p, c in zip(b.top_p[j], b.top_i[j])
+                    ],
+                    "target": {
+                        "index": target,
+                        "label": self._label(target),
+                        "source": "predicted" if s.target is None else "requested",
+                        "probability": float(probs[j, target]),
+                    },
+                    "f_x": f_x,
+                    "relevance": {
+                        "sum": led["sum_pixels"],
+                        "positive": positive[j],
+                        "negative": negative[j],
+                    },
+                    "conservation": {
+                        "error": cons,
+                        "relative_error": cons / abs(f_x) if f_x else None,
+                    },
+                    "ledger": led,
+                    "timing": {"load_s": prep.load_s, "explain_s": explain_s},
+                }
+            )
+        return entries
 
     def _label(self, index: int) -> str:
         if 0 <= index < len(self.categories):

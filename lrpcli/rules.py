@@ -237,7 +237,6 @@ class AlphaBeta(AffineRule):
     """αβ-rule (Bach et al. 2015): ``α·(positive share) − β·(negative share)``, α − β = 1."""
 
     name = "alpha_beta"
-    needs_output = False
 
     def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
         if alpha < 0 or beta < 0:
@@ -251,11 +250,17 @@ class AlphaBeta(AffineRule):
         self.beta = float(beta)
         self.stabilizer = float(stabilizer)
 
+    def uses_output(self, layer: Affine, positive: bool) -> bool:
+        return layer.input_nonneg  # n = z − p needs z; a signed input takes the stacked pass below
+
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         a, b, eps = self.alpha, self.beta, self.stabilizer
         nonneg = _nonneg(x, layer)
-        # both shares computed directly: n = z − p would lose precision where |n| ≪ |p|, and s_n = R/n
-        p, n = _contributions(layer, x, bias, nonneg)
+        if nonneg and z is not None:  # z = p + n: one positive-weight pass gives both
+            p = layer.forward(x, layer.weight_pos, None if bias is None else bias.clamp(min=0))
+            n = torch.sub(z, p)
+        else:  # both sums computed directly, in one pass with stacked weights
+            p, n = _contributions(layer, x, bias, nonneg)
         s_p, stab_p, drop_p = share(relevance, p, eps)
         s_n, stab_n, drop_n = share(relevance, n, eps)
         wp = layer.weight_pos
@@ -289,13 +294,13 @@ class Gamma(AffineRule):
         self.stabilizer = float(stabilizer)
 
     def uses_output(self, layer: Affine, positive: bool) -> bool:
-        return not (positive and layer.input_nonneg)
+        return not positive
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
         g, eps = self.gamma, self.stabilizer
         nonneg = _nonneg(x, layer)
-        if positive and nonneg:
-            return self._positive_outputs(layer, x, relevance, bias)
+        if positive:
+            return self._positive_outputs(layer, x, relevance, bias, nonneg)
         p = _positive_part(layer, x, bias, nonneg)
         # one denominator for both cases, selected by sign(z) with arithmetic (no torch.where, slow on
         # CPU): z + γp where z > 0, z + γ(z − p) = z + γn where z < 0; q = 2p or 2(z − p) accordingly
@@ -327,18 +332,25 @@ class Gamma(AffineRule):
         return r_in, Absorbed(bias_part, stab, dropped)
 
     def _positive_outputs(
-        self, layer: Affine, x: Tensor, relevance: Tensor, bias: Tensor | None
+        self, layer: Affine, x: Tensor, relevance: Tensor, bias: Tensor | None, nonneg: bool
     ) -> tuple[Tensor, Absorbed]:
-        """Relevance only where ``z > 0``, input ``x ≥ 0``: one weight ``W + γW⁺`` does it all.
+        """Relevance only where ``z > 0``: the weights ``W + γW⁺`` (for ``x ≥ 0``) and ``W + γW⁻``
+        (for ``x < 0``) do it all, and ``z`` itself is never read.
 
-        There ``z + γp = (W + γW⁺)x + b + γb⁺``, and every input gets ``x_i ((W + γW⁺)ᵀ s)_i``:
-        one forward and one transposed pass with that weight, and ``z`` itself is never read.
+        There ``z + γp = (W + γW⁺)x⁺ + (W + γW⁻)x⁻ + b + γb⁺``, and every input gets
+        ``x⁺_i ((W + γW⁺)ᵀ s)_i + x⁻_i ((W + γW⁻)ᵀ s)_i``: with a non-negative input (after a
+        ReLU) one forward and one transposed pass.
         """
         g = self.gamma
-        weight = layer.cached(("gamma", g), lambda: layer.weight + g * layer.weight_pos)
+        up = layer.cached(("gamma+", g), lambda: layer.weight + g * layer.weight_pos)
         b = None if bias is None else bias + g * bias.clamp(min=0)
-        s, stab, dropped = share(relevance, layer.forward(x, weight, b), self.stabilizer)
-        r_in = layer.transpose(s, x.shape, weight).mul_(x)
+        if nonneg:
+            s, stab, dropped = share(relevance, layer.forward(x, up, b), self.stabilizer)
+            return layer.transpose(s, x.shape, up).mul_(x), Absorbed(_bias_part(layer, s, b), stab, dropped)
+        down = layer.cached(("gamma-", g), lambda: layer.weight + g * layer.weight_neg)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        s, stab, dropped = share(relevance, layer.forward(xp, up, b).add_(layer.forward(xn, down)), self.stabilizer)
+        r_in = layer.transpose(s, x.shape, up).mul_(xp).add_(layer.transpose(s, x.shape, down).mul_(xn))
         return r_in, Absorbed(_bias_part(layer, s, b), stab, dropped)
 
 

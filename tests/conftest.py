@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -9,6 +10,11 @@ import torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_images"
+
+# The in-process CLI tests would otherwise tune the allocator of the whole pytest process (freed
+# memory kept for its lifetime, across hundreds of different models); `lrp` subprocesses inherit
+# this too. tests/test_allocator.py checks the tuned setting in processes of its own.
+os.environ["LRPCLI_MALLOC"] = "default"
 
 
 def calibrated(name: str, seed: int = 0, size: int = 64, **kwargs: object) -> torch.nn.Module:

@@ -353,9 +353,9 @@ def test_outputs_kept_only_where_needed_give_identical_relevance(composite: str)
     # every conv/dense layer but the last feeds a ReLU whose zeros get zero relevance: all 10 ReLUs run
     # in place, and relevance reaches those 10 layers only where z > 0
     assert len(lean._relu_inplace) == 10 and len(lean._positive) == 10
-    if composite == "epsilon_alpha2_beta1":  # αβ never reads z: only the ε dense layers keep theirs
-        assert len(lean._no_output) == 8
-    elif composite == "epsilon_gamma_box":  # γ on a non-negative input, positive outputs: no z needed
+    if composite == "epsilon_alpha2_beta1":  # αβ reads z (n = z − p) only where its input is ≥ 0
+        assert lean._no_output == {lean.program.affine_steps()[0].index}
+    elif composite == "epsilon_gamma_box":  # γ on positive outputs needs no z (the first conv is z^B)
         assert len(lean._no_output) == 7
     else:
         assert not lean._no_output
@@ -377,3 +377,18 @@ def test_relu_output_feeding_a_flat_layer_keeps_its_input() -> None:
     assert relu0.index not in ex._relu_inplace
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     assert float(ex(x).ledger.relative_error().max()) <= 1e-5
+
+
+def test_gamma_one_weight_form_after_relu6() -> None:
+    """ReLU6 zeroes exactly z <= 0 too: γ layers before it need no z, whatever the sign of their
+    input (but ReLU6 never runs in place)."""
+    model = calibrated("mobilenet_v2", size=32)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    lean = Explainer(model, "epsilon_gamma_box", low=-3.0, high=3.0, precision="model")
+    full = Explainer(model, "epsilon_gamma_box", low=-3.0, high=3.0, precision="model")
+    full._relu_inplace, full._no_output, full._positive = set(), set(), set()
+    # 35 convs feed a ReLU6 whose zeros get no relevance: all but the first (z^B) need no z
+    assert len(lean._positive) == 35 and len(lean._no_output) == 34 and not lean._relu_inplace
+    a, b = lean(x), full(x)
+    torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-4, atol=1e-6 * float(b.relevance.abs().max()))
+    assert float(a.ledger.relative_error().max()) <= 1e-5

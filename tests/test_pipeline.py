@@ -21,7 +21,7 @@ from lrpcli.pipeline import (
     OutputConflict,
     Pipeline,
     RunSettings,
-    _Ordered,
+    _Emitter,
     drop_previous_outputs,
     output_paths,
     plan_outputs,
@@ -211,24 +211,72 @@ def test_work_runs_in_pools(explainer: Explainer, tmp_path: Path, monkeypatch: p
 
 
 def test_pending_work_is_bounded(explainer: Explainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slow disks must not make results pile up in memory."""
+    """Slow disks must not make results pile up in memory: images explained but not yet emitted
+    (their relevance and entries held in memory) never exceed the emitter's limit."""
     write = Pipeline._write
-    peak = [0]
-    add = _Ordered.add
+    put = _Emitter.put
+    state = {"accepted": 0, "emitted": 0, "peak": 0}
+    lock = threading.Lock()
 
     def slow_write(self: Pipeline, *args: Any) -> Any:
         time.sleep(0.02)
         return write(self, *args)
 
-    def counting_add(self: _Ordered, entry: Any, future: Any = None) -> None:
-        add(self, entry, future)
-        peak[0] = max(peak[0], len(self.queue))
+    def counting_put(self: _Emitter, make: Any, futures: list[Any]) -> None:
+        put(self, make, futures)  # returns once the emitter has room for this batch
+        with lock:
+            state["accepted"] += len(futures)
+            state["peak"] = max(state["peak"], state["accepted"] - state["emitted"])
+
+    def emit(entry: dict[str, Any]) -> None:
+        with lock:
+            state["emitted"] += 1
 
     monkeypatch.setattr(Pipeline, "_write", slow_write)
-    monkeypatch.setattr(_Ordered, "add", counting_add)
-    entries, _ = run(explainer, make_images(tmp_path / "imgs", 30), tmp_path / "out", batch_size=2, workers=1)
-    assert len(entries) == 30
-    assert peak[0] <= 2 * 2 + 2 * 1 + 2  # max_pending plus one batch
+    monkeypatch.setattr(_Emitter, "put", counting_put)
+    inputs = make_images(tmp_path / "imgs", 30)
+    plans = plan_outputs(inputs, tmp_path / "out")
+    pipe = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, batch_size=2, workers=1), out_dir=tmp_path / "out")
+    pipe.run(inputs, plans, emit)
+    assert state["accepted"] == state["emitted"] == 30
+    assert 2 <= state["peak"] <= 2 * 2 + 2 * 1  # the limit: 2 batches plus 2 per writer
+
+
+def test_report_work_runs_off_the_model_thread(explainer: Explainer, tmp_path: Path) -> None:
+    """Entries are built and emitted by the ``lrp-emit`` thread, in input order."""
+    names: set[str] = set()
+    entries: list[dict[str, Any]] = []
+
+    def emit(entry: dict[str, Any]) -> None:
+        names.add(threading.current_thread().name)
+        entries.append(entry)
+
+    inputs = make_images(tmp_path / "imgs", 7, bad=(3,))
+    plans = plan_outputs(inputs, tmp_path / "out")
+    Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, batch_size=3), out_dir=tmp_path / "out").run(
+        inputs, plans, emit
+    )
+    assert names == {"lrp-emit"}
+    assert [e["index"] for e in entries] == list(range(7))
+    assert [e["status"] for e in entries] == ["error" if i == 3 else "ok" for i in range(7)]
+
+
+def test_an_emit_error_reaches_the_caller(explainer: Explainer, tmp_path: Path) -> None:
+    """A failing callback (say, the report's disk is full) ends the run with that error."""
+    calls = [0]
+
+    def emit(entry: dict[str, Any]) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise OSError("no space left on device")
+
+    inputs = make_images(tmp_path / "imgs", 12)
+    plans = plan_outputs(inputs, tmp_path / "out")
+    pipe = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, batch_size=2), out_dir=tmp_path / "out")
+    with pytest.raises(OSError, match="no space left"):
+        pipe.run(inputs, plans, emit)
+    assert calls[0] == 2  # nothing is emitted after the failure
+    assert leftovers(tmp_path / "out") == []
 
 
 def test_fail_fast(explainer: Explainer, tmp_path: Path) -> None:

@@ -206,18 +206,21 @@ def test_gamma_drops_relevance_at_outputs_that_are_exactly_zero() -> None:
 @pytest.mark.parametrize("layer_name", sorted(LAYERS))
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("gamma", [0.25, 1.0])
-def test_gamma_on_positive_outputs_needs_no_z(layer_name: str, with_bias: bool, gamma: float) -> None:
-    """Relevance only where z > 0 and x ≥ 0 (a ReLU network): the one-weight form W + γW⁺, given
-    no z at all (as the engine calls it), equals the reference."""
+@pytest.mark.parametrize("signed", [False, True], ids=["nonneg_input", "signed_input"])
+def test_gamma_on_positive_outputs_needs_no_z(layer_name: str, with_bias: bool, gamma: float, signed: bool) -> None:
+    """Relevance only where z > 0 (the layer feeds a ReLU): the form with weights W + γW⁺ and
+    W + γW⁻, given no z at all (as the engine calls it), equals the reference."""
     layer, shape = LAYERS[layer_name]
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(2, *shape, generator=gen, dtype=DT).clamp(min=0)
+    x = torch.randn(2, *shape, generator=gen, dtype=DT)
+    if not signed:
+        x = x.clamp(min=0)
     bias = layer.bias if with_bias else None
     z = layer.forward(x, None, bias)
     r = torch.rand(z.shape, generator=gen, dtype=DT) * z.clamp(min=0)
     assert bool((r == 0).any()) and bool((r > 0).any())
     rule = Gamma(gamma, 1e-6)
-    assert rule.uses_output(layer, positive=False)  # the general form reads z
+    assert rule.uses_output(layer, positive=False) and not rule.uses_output(layer, positive=True)
     got, absorbed = rule.propagate(layer, x, None, r, bias, None, positive=True)
     want = reference(rule, layer, x, r, bias)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))

@@ -392,6 +392,7 @@ def run_header(
         "duration_s": duration_s,
         "device": str(device),
         "device_name": _device_name(device),
+        "allocator": tune_allocator(),  # what the command did at start (cached)
         "model": {
             "source": spec.source,
             "name": spec.name,
