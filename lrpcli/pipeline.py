@@ -437,7 +437,7 @@ class Pipeline:
                     if s.fail_fast:  # images after the first failure are not processed
                         outcome.stopped_early = True
                         break
-                made, written = self._explain_batch(ready, inputs, outputs, writers) if ready else ([], [])
+                made, written = self._explain_batch(ready, inputs, outputs, writers) if ready else (list, [])
                 failed = bool(errors) or (bool(ready) and not written)
                 # one batch in input order: the explained images' entries, then the load errors, merged
                 order = sorted(

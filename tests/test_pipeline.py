@@ -261,6 +261,13 @@ def test_report_work_runs_off_the_model_thread(explainer: Explainer, tmp_path: P
     assert [e["status"] for e in entries] == ["error" if i == 3 else "ok" for i in range(7)]
 
 
+def test_a_batch_of_only_bad_files(explainer: Explainer, tmp_path: Path) -> None:
+    inputs = make_images(tmp_path / "imgs", 5, bad=(2, 3))
+    entries, outcome = run(explainer, inputs, tmp_path / "out", batch_size=2)
+    assert [e["status"] for e in entries] == ["ok", "ok", "error", "error", "ok"]
+    assert outcome.processed == 5 and outcome.failed == 2
+
+
 def test_an_emit_error_reaches_the_caller(explainer: Explainer, tmp_path: Path) -> None:
     """A failing callback (say, the report's disk is full) ends the run with that error."""
     calls = [0]
