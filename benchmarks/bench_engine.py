@@ -5,13 +5,15 @@ warm-up, and the table reports medians and ratios, since absolute seconds on a s
 mean little. Our relevance is checked against Zennit's on the timed inputs, so a fast wrong
 answer cannot pass. Peak memory is measured per method in a fresh subprocess (max RSS, or
 ``torch.cuda.max_memory_allocated`` on a GPU), the baseline being the same process after
-loading the model and inputs. Every method runs with the allocator setting the ``lrp`` command
+loading the model and inputs. Every method is timed with the allocator setting the ``lrp`` command
 uses (:func:`lrpcli.allocator.tune_allocator`); ``--malloc default`` leaves glibc's defaults
-for all of them.
+for all of them. The memory probes use glibc's defaults unless ``--probe-malloc tuned``: then
+freed blocks stay mapped, so the peak RSS also counts heap fragmentation and varies from run
+to run.
 
     python benchmarks/bench_engine.py [--models vgg16,resnet50,efficientnet_lite0] [--batch 8]
                                       [--size 224] [--reps 3] [--device cpu|cuda] [--no-memory]
-                                      [--malloc tuned|default]
+                                      [--malloc tuned|default] [--probe-malloc default|tuned]
 """
 
 from __future__ import annotations
@@ -219,7 +221,12 @@ def peak_memory(model_name: str, method: str, targets: list[int], args: argparse
     cmd = [sys.executable, __file__, "--probe", method, "--models", model_name, "--batch", str(args.batch),
            "--composites", args.composites,
            "--size", str(args.size), "--device", args.device, "--targets", ",".join(map(str, targets))]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if args.probe_malloc == "default":
+        env[ENV_VAR] = "default"
+    else:
+        env.pop(ENV_VAR, None)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return float(json.loads(res.stdout.strip().splitlines()[-1])["peak_mib"])
 
 
@@ -281,6 +288,9 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--malloc", default="tuned", choices=["tuned", "default"],
                     help="glibc allocator setting for every method (what `lrp` does, or glibc's defaults)")
+    ap.add_argument("--probe-malloc", default="default", choices=["default", "tuned"],
+                    help="allocator of the memory probes: glibc's default (peak RSS follows the memory "
+                         "in use) or tuned (freed blocks stay mapped: adds fragmentation)")
     ap.add_argument("--probe", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--targets", help=argparse.SUPPRESS)
@@ -292,12 +302,14 @@ def main() -> None:
         probe(args)
         return
     results: dict[str, Any] = {"batch": args.batch, "size": args.size, "device": args.device,
-                               "torch": torch.__version__, "threads": torch.get_num_threads(), "allocator": allocator, "models": {}}  # fmt: skip
+                               "torch": torch.__version__, "threads": torch.get_num_threads(), "allocator": allocator,
+                               "memory_probe_allocator": args.probe_malloc, "models": {}}  # fmt: skip
     names = args.models.split(",")
     if len(names) > 1:
         # one child process per model: with the tuned allocator freed memory stays in the process,
         # and three models' worth of Zennit, Captum and float64 checks would not fit in 24 GiB
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}", flush=True)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, "
+              f"memory probes: {args.probe_malloc} allocator", flush=True)
         for name in names:
             with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
                 cmd = [sys.executable, __file__, *_without_models(sys.argv[1:]), "--models", name, "--json", tmp.name, "--child"]
@@ -305,7 +317,8 @@ def main() -> None:
                 results["models"].update(json.load(open(tmp.name))["models"])
     else:
         if not args.child:
-            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}", flush=True)
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: {allocator}, "
+              f"memory probes: {args.probe_malloc} allocator", flush=True)
         results["models"][names[0]] = run_model(names[0], args)
     if args.json:
         with open(args.json, "w") as f:

@@ -8,6 +8,11 @@ torch and the model is as small as possible and any per-image growth shows. Coun
 (200, 2000, 200, 2000, ...) and the median per count is compared.
 
     python benchmarks/bench_memory.py [--counts 200,2000] [--reps 2] [--size 64x48] [--json FILE]
+    python benchmarks/bench_memory.py --config default --counts 64,640 --size 320x240   # the real model
+
+``--config`` names a config for the runs instead of the tiny model (e.g. the built-in
+``default``: EfficientNet-Lite0 at 224², where the allocator keeps the memory of freed tensors
+for reuse, so growth from fragmentation would show here).
 
 Exits with status 1 if the largest count's median peak exceeds the smallest's by more than
 ``--limit`` (default 10 %).
@@ -43,12 +48,11 @@ def make_images(folder: Path, n: int, size: tuple[int, int]) -> None:
         Image.fromarray(pixels).save(folder / f"img{i:05d}.png", compress_level=1)
 
 
-def run_once(folder: Path, config: Path, code: Path, out: Path, batch: int) -> tuple[float, float, dict]:
+def run_once(folder: Path, config: Path | str, code: Path | None, out: Path, batch: int) -> tuple[float, float, dict]:
     """Explain ``folder`` in a fresh process; return (peak RSS in MiB, seconds, report summary)."""
-    cmd = [
-        sys.executable, "-m", "lrpcli", "explain", str(folder), "-c", str(config),
-        "--allow-python", str(code), "-o", str(out), "-q", "-b", str(batch),
-    ]
+    cmd = [sys.executable, "-m", "lrpcli", "explain", str(folder), "-c", str(config), "-o", str(out), "-q", "-b", str(batch)]
+    if code is not None:
+        cmd += ["--allow-python", str(code)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=folder.parent)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -70,6 +74,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8, help="--batch-size of each run")
     parser.add_argument("--limit", type=float, default=0.10, help="allowed relative growth")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--config", default="tiny", help="'tiny' (the test CNN) or a config for lrp explain")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -77,8 +82,11 @@ def main() -> int:
     times: dict[int, list[float]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory(prefix="lrp-bench-memory-") as tmp:
         base = Path(tmp)
-        config = write_tiny_model(base / "model", size=args.crop)
-        code = base / "model" / "model.py"
+        config: Path | str = args.config
+        code: Path | None = None
+        if args.config == "tiny":
+            config = write_tiny_model(base / "model", size=args.crop)
+            code = base / "model" / "model.py"
         for n in counts:
             make_images(base / f"images{n}", n, (width, height))
         for rep in range(args.reps):

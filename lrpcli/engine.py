@@ -269,6 +269,7 @@ class Explainer:
         with torch.no_grad():
             x = inputs.detach()
             logits, saved = self._forward(x, self.ignore_bias)
+            logits = logits.clone()  # it may share storage with the last layer's z, which the rules reuse
             if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
                 raise ValueError(f"the model must return logits of shape (N, classes), got {tuple(logits.shape)}")
             # with ignore_bias the explained function is the bias-free network, but the outputs reported
@@ -454,7 +455,8 @@ class Explainer:
         if isinstance(assignment.rule, ZBox):
             bounds = self._bounds(s, assignment.rule, xin, x0)
         positive = s.index in self._positive
-        r_in, absorbed = assignment.rule.propagate(layer, xin, z, r, bias, bounds, positive)
+        # walking backwards, every user of z has been explained: it is dead after this rule
+        r_in, absorbed = assignment.rule.propagate(layer, xin, z, r, bias, bounds, positive, reuse=True)
         return [(s.args[0].index, r_in)], absorbed, assignment.rule.describe()
 
     def _norm(self, s: Step, data: Any, r: Tensor) -> tuple[list[Any], Any]:

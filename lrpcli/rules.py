@@ -38,9 +38,13 @@ def psum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).sum(1).double()
 
 
-def share(r: Tensor, z: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
+def share(r: Tensor, z: Tensor, epsilon: float, *, reuse: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """``s = r / (z + ε·sign(z))`` with what the stabiliser absorbs, ``Σ s·ε·sign(z)``, and what is
-    dropped where the denominator is exactly zero (ε = 0 only), per image."""
+    dropped where the denominator is exactly zero (ε = 0 only), per image.
+
+    ``reuse``: ``z`` is the caller's own temporary (not a kept activation) and becomes ``s``, so
+    that no third tensor of this size is alive at once.
+    """
     n = r.shape[0]
     if epsilon == 0.0:
         zero = z == 0
@@ -49,8 +53,8 @@ def share(r: Tensor, z: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]
     # ε·sign(z) with sign(0) = +1 (copysign: −0.0 counts as negative, which changes no result since
     # such an output carries no relevance); torch.where is several times slower on CPU
     shift = torch.copysign(_scalar(epsilon, z), z)
-    s = torch.add(z, shift)
-    torch.div(r, s, out=s)  # in place: every fresh large tensor costs page faults on the CPU
+    s = z.add_(shift) if reuse and z.shape == r.shape else torch.add(z, shift)
+    torch.div(r, s, out=s)
     return s, psum(shift.mul_(s)), _zeros(n, r.device)
 
 
@@ -124,6 +128,7 @@ class AffineRule(Rule):
         bias: Tensor | None,
         bounds: tuple[Tensor, Tensor] | None = None,
         positive: bool = False,
+        reuse: bool = False,
     ) -> tuple[Tensor, Absorbed]:
         """Relevance at the input of ``layer``.
 
@@ -132,7 +137,8 @@ class AffineRule(Rule):
         ``z`` is ``None`` where :meth:`uses_output` says the rule does not read it. For rules that
         read it, the engine may pass ``relu(z)`` instead when the relevance is provably zero
         wherever ``relu(z)`` is (such positions then give ``s = 0`` either way); ``positive``
-        says exactly that: ``relevance`` is zero wherever ``z ≤ 0``.
+        says exactly that: ``relevance`` is zero wherever ``z ≤ 0``. ``reuse``: nothing reads
+        ``z`` afterwards, so the rule may overwrite it instead of allocating (the engine's case).
         """
 
 
@@ -190,8 +196,8 @@ class Epsilon(AffineRule):
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
         self.epsilon = float(epsilon)
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
-        s, stab, dropped = share(relevance, z, self.epsilon)
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
+        s, stab, dropped = share(relevance, z, self.epsilon, reuse=reuse)
         r_in = layer.transpose(s, x.shape).mul_(x)
         return r_in, Absorbed(_bias_part(layer, s, bias), stab, dropped)
 
@@ -217,10 +223,10 @@ class ZPlus(AffineRule):
     def __init__(self, stabilizer: float = 1e-6) -> None:
         self.stabilizer = float(stabilizer)
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         nonneg = _nonneg(x, layer)
         p = _positive_part(layer, x, bias, nonneg)
-        s, stab, dropped = share(relevance, p, self.stabilizer)
+        s, stab, dropped = share(relevance, p, self.stabilizer, reuse=True)
         wp = layer.weight_pos
         if nonneg:
             r_in = layer.transpose(s, x.shape, wp).mul_(x)
@@ -253,28 +259,30 @@ class AlphaBeta(AffineRule):
     def uses_output(self, layer: Affine, positive: bool) -> bool:
         return layer.input_nonneg  # n = z − p needs z; a signed input takes the stacked pass below
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         a, b, eps = self.alpha, self.beta, self.stabilizer
         nonneg = _nonneg(x, layer)
         if nonneg and z is not None:  # z = p + n: one positive-weight pass gives both
             p = layer.forward(x, layer.weight_pos, None if bias is None else bias.clamp(min=0))
-            n = torch.sub(z, p)
+            n = z.sub_(p) if reuse else torch.sub(z, p)
         else:  # both sums computed directly, in one pass with stacked weights
             p, n = _contributions(layer, x, bias, nonneg)
-        s_p, stab_p, drop_p = share(relevance, p, eps)
-        s_n, stab_n, drop_n = share(relevance, n, eps)
-        wp = layer.weight_pos
-        mixed = layer.transpose(torch.add(s_p, s_n, alpha=b / a).mul_(a), x.shape, wp)
-        if nonneg:
-            r_in = layer.transpose(s_n, x.shape).mul_(-b).add_(mixed).mul_(x)
-        else:
-            r_in = x.clamp(min=0) * (mixed - b * layer.transpose(s_n, x.shape)) + x.clamp(max=0) * (
-                a * layer.transpose(s_p, x.shape) - mixed
-            )
+        s_p, stab_p, drop_p = share(relevance, p, eps, reuse=True)  # p and n are ours: they become s
+        s_n, stab_n, drop_n = share(relevance, n, eps, reuse=True)
         if bias is None:
             bias_part = _zeros(relevance.shape[0], relevance.device)
         else:
             bias_part = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
+        wp = layer.weight_pos
+        if nonneg:  # x (α W⁺ᵀs_p − β W⁻ᵀs_n) = x (W⁺ᵀ(α s_p + β s_n) − β Wᵀs_n), with W⁻ = W − W⁺
+            r_in = layer.transpose(s_p.mul_(a).add_(s_n, alpha=b), x.shape, wp)
+            del s_p
+            r_in.sub_(layer.transpose(s_n, x.shape).mul_(b)).mul_(x)
+        else:
+            mixed = layer.transpose(torch.add(s_p, s_n, alpha=b / a).mul_(a), x.shape, wp)
+            r_in = x.clamp(min=0) * (mixed - b * layer.transpose(s_n, x.shape)) + x.clamp(max=0) * (
+                a * layer.transpose(s_p, x.shape) - mixed
+            )
         return r_in, Absorbed(bias_part, a * stab_p - b * stab_n, a * drop_p - b * drop_n)
 
 
@@ -296,7 +304,7 @@ class Gamma(AffineRule):
     def uses_output(self, layer: Affine, positive: bool) -> bool:
         return not positive
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         g, eps = self.gamma, self.stabilizer
         nonneg = _nonneg(x, layer)
         if positive:
@@ -345,11 +353,12 @@ class Gamma(AffineRule):
         up = layer.cached(("gamma+", g), lambda: layer.weight + g * layer.weight_pos)
         b = None if bias is None else bias + g * bias.clamp(min=0)
         if nonneg:
-            s, stab, dropped = share(relevance, layer.forward(x, up, b), self.stabilizer)
+            s, stab, dropped = share(relevance, layer.forward(x, up, b), self.stabilizer, reuse=True)
             return layer.transpose(s, x.shape, up).mul_(x), Absorbed(_bias_part(layer, s, b), stab, dropped)
         down = layer.cached(("gamma-", g), lambda: layer.weight + g * layer.weight_neg)
         xp, xn = x.clamp(min=0), x.clamp(max=0)
-        s, stab, dropped = share(relevance, layer.forward(xp, up, b).add_(layer.forward(xn, down)), self.stabilizer)
+        den = layer.forward(xp, up, b).add_(layer.forward(xn, down))
+        s, stab, dropped = share(relevance, den, self.stabilizer, reuse=True)
         r_in = layer.transpose(s, x.shape, up).mul_(xp).add_(layer.transpose(s, x.shape, down).mul_(xn))
         return r_in, Absorbed(_bias_part(layer, s, b), stab, dropped)
 
@@ -376,7 +385,7 @@ class ZBox(AffineRule):
 
         return {"low": show(self.low), "high": show(self.high), "stabilizer": self.stabilizer}
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         if bounds is None:
             raise ValueError("the zbox rule needs input bounds (options low= and high=)")
         low, high = bounds
@@ -410,7 +419,7 @@ class _UnitInput(AffineRule):
     def _weights(self, layer: Affine, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The modified weight and bias."""
 
-    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False):  # type: ignore[override]
+    def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         w, b = self._weights(layer, bias)
         key = (self.name, x.shape[1:], b is not None)
         zu = layer.cached(key, lambda: layer.forward(x.new_ones(1, *x.shape[1:]), w, b))
