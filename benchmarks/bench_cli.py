@@ -7,12 +7,13 @@ run (interpreter start, model load) is removed by also timing a run over a singl
 throughput = (N − 1) / (t_N − t_1). Runs alternate (engine, CLI, engine, CLI, ...). Both sides
 use the allocator setting of the ``lrp`` command (:func:`lrpcli.allocator.tune_allocator`).
 
-    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 2]
+    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 2] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -63,11 +64,14 @@ def engine_only(paths: list[Path], batch: int) -> float:
     return time.perf_counter() - t
 
 
-def cli_run(folder: Path, out: Path, batch: int, workers: int) -> float:
+def cli_run(folder: Path, out: Path, batch: int, workers: int, threads: int | None) -> float:
     cmd = [sys.executable, "-m", "lrpcli", "explain", str(folder), "--out", str(out), "--quiet", "--overwrite",
            "--batch-size", str(batch), "--workers", str(workers)]  # fmt: skip
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads in the child
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t
 
 
@@ -77,7 +81,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads for both sides (default: torch's, one per core)")
     args = ap.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     from lrpcli.allocator import tune_allocator
 
     allocator = tune_allocator()  # what `lrp` does at start, so the engine-only side is comparable
@@ -90,8 +98,8 @@ def main() -> None:
         eng, full, single = [], [], []
         for _ in range(args.reps):
             eng.append(engine_only(paths, args.batch))
-            single.append(cli_run(one, tmp / "out1", args.batch, args.workers))
-            full.append(cli_run(tmp / "many", tmp / "out", args.batch, args.workers))
+            single.append(cli_run(one, tmp / "out1", args.batch, args.workers, args.threads))
+            full.append(cli_run(tmp / "many", tmp / "out", args.batch, args.workers, args.threads))
         n = args.images
         e_rate = n / statistics.median(eng)
         c_rate = (n - 1) / (statistics.median(full) - statistics.median(single))
