@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 
@@ -33,9 +34,7 @@ _INT_MAX = 2**31 - 1
 _FALLBACK_MMAP_THRESHOLD = 32 << 20  # the largest value every glibc accepts
 _TOP_PAD = 64 << 20
 
-_state: dict[str, str] = {}
-
-
+@functools.cache
 def tune_allocator() -> str:
     """Raise glibc's mmap/trim thresholds once per process; returns what was done.
 
@@ -43,16 +42,11 @@ def tune_allocator() -> str:
     caps it), ``"default (LRPCLI_MALLOC=default)"`` or ``"default (not glibc)"``. Safe to call
     more than once.
     """
-    if "result" in _state:
-        return _state["result"]
     if os.environ.get(ENV_VAR, "").strip().lower() == "default":
-        result = f"default ({ENV_VAR}=default)"
-    elif platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        result = "default (not glibc)"
-    else:
-        result = _mallopt_all()
-    _state["result"] = result
-    return result
+        return f"default ({ENV_VAR}=default)"
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return "default (not glibc)"
+    return _mallopt_all()
 
 
 def _mallopt_all() -> str:

@@ -269,6 +269,7 @@ class _Emitter:
     def _work(self) -> None:
         while (item := self.queue.get()) is not None:
             make, futures = item
+            held = len(futures)  # permits this batch took in put()
             try:
                 if self.error is None:
                     for entry, future in zip(make(), futures):
@@ -276,10 +277,10 @@ class _Emitter:
                             _merge_written(entry, future)
                         self.emit(entry)
                         self.pending.release()
-                    continue
+                        held -= 1
             except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread by check()
                 self.error = exc
-            for _ in futures:  # after an error: unblock the loop, which then raises it
+            for _ in range(held):  # after an error: unblock the loop, which then raises it
                 self.pending.release()
 
 
