@@ -87,38 +87,75 @@ class Ledger:
         """``ΣR_pixels − f(x)`` per image: how far the heatmap's total is from the explained output."""
         return self.pixels - self.output
 
+    def accounts(self) -> "Accounts":
+        """The whole batch's account as plain Python numbers, in one transfer per quantity."""
+        if self.entries:
+            names = ("r_out", "r_in", "bias", "stabilizer", "dropped")
+            table = torch.stack([torch.stack([getattr(e, n) for e in self.entries]) for n in names])
+            table = table.to("cpu", torch.float64)  # (5, steps, N)
+            residual = (table[0] - table[1]) - (table[2] + table[3] + table[4])  # as LedgerEntry.residual
+            values = torch.cat([table, residual[None]]).permute(2, 1, 0).tolist()  # [image][step][6]
+            totals = table[2:5].sum(1).T.tolist()
+        else:
+            values = [[] for _ in range(self.output.shape[0])]
+            totals = [[0.0, 0.0, 0.0] for _ in range(self.output.shape[0])]
+        return Accounts(
+            steps=[(e.step, e.op, e.module, e.rule) for e in self.entries],
+            values=values,
+            totals=totals,
+            f_x=self.output.tolist(),
+            sum_pixels=self.pixels.tolist(),
+            closure_error=self.closure_error().tolist(),
+            relative_closure_error=self.relative_error().tolist(),
+            precision=list(self.precision),
+        )
+
     def image(self, i: int, *, steps: bool = True) -> dict[str, Any]:
-        """The account of image ``i`` as plain JSON-able data."""
-        totals = {"bias": 0.0, "stabilizer": 0.0, "dropped": 0.0}
-        rows = []
-        for e in self.entries:
-            b, s, d = float(e.bias[i]), float(e.stabilizer[i]), float(e.dropped[i])
-            totals["bias"] += b
-            totals["stabilizer"] += s
-            totals["dropped"] += d
-            if steps:
-                rows.append(
-                    {
-                        "step": e.step,
-                        "op": e.op,
-                        "module": e.module,
-                        "rule": e.rule,
-                        "r_out": float(e.r_out[i]),
-                        "r_in": float(e.r_in[i]),
-                        "bias": b,
-                        "stabilizer": s,
-                        "dropped": d,
-                        "residual": float(e.residual[i]),
-                    }
-                )
+        """The account of image ``i`` as plain JSON-able data (see :meth:`Accounts.image`)."""
+        return self.accounts().image(i, steps=steps)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """A batch's ledger as plain Python numbers: ``values[image][step]`` is
+    ``[r_out, r_in, bias, stabilizer, dropped, residual]``, ``totals[image]`` the summed
+    ``[bias, stabilizer, dropped]``. Made from tensors once per batch (:meth:`Ledger.accounts`);
+    turning one image's account into JSON-able data is then plain Python."""
+
+    steps: list[tuple[str, str, str | None, str]]  # (step, op, module, rule)
+    values: list[list[list[float]]]
+    totals: list[list[float]]
+    f_x: list[float]
+    sum_pixels: list[float]
+    closure_error: list[float]
+    relative_closure_error: list[float]
+    precision: list[str]
+
+    def image(self, i: int, *, steps: bool = True) -> dict[str, Any]:
+        """The account of image ``i``: totals, closure and (with ``steps``) one row per step."""
+        bias, stabilizer, dropped = self.totals[i]
         out: dict[str, Any] = {
             "precision": self.precision[i] if self.precision else None,
-            "f_x": float(self.output[i]),
-            "sum_pixels": float(self.pixels[i]),
-            "absorbed": totals,
-            "closure_error": float(self.closure_error()[i]),
-            "relative_closure_error": float(self.relative_error()[i]),
+            "f_x": self.f_x[i],
+            "sum_pixels": self.sum_pixels[i],
+            "absorbed": {"bias": bias, "stabilizer": stabilizer, "dropped": dropped},
+            "closure_error": self.closure_error[i],
+            "relative_closure_error": self.relative_closure_error[i],
         }
         if steps:
-            out["steps"] = rows
+            out["steps"] = [
+                {
+                    "step": step,
+                    "op": op,
+                    "module": module,
+                    "rule": rule,
+                    "r_out": v[0],
+                    "r_in": v[1],
+                    "bias": v[2],
+                    "stabilizer": v[3],
+                    "dropped": v[4],
+                    "residual": v[5],
+                }
+                for (step, op, module, rule), v in zip(self.steps, self.values[i])
+            ]
         return out

@@ -41,14 +41,8 @@ from lrpcli.images import (
     load_image,
     preprocess,
 )
-from lrpcli.render import (
-    heatmap_rgb,
-    overlay_rgb,
-    relevance_map,
-    symmetric_scale,
-    write_npy,
-    write_png,
-)
+from lrpcli.ledger import Accounts
+from lrpcli.render import relevance_map, render_pair, symmetric_scale, write_npy, write_png
 
 __all__ = [
     "HEATMAP_SUFFIX",
@@ -288,14 +282,15 @@ class _Emitter:
 class _BatchStats:
     """What the entries of one explained batch need, computed on the loop's thread."""
 
-    logits: torch.Tensor
-    probs: torch.Tensor
     top_p: list[list[float]]
     top_i: list[list[int]]
+    top_logit: list[list[float]]
     targets: list[int]
+    target_p: list[float]
     positive: list[float]
     negative: list[float]
     conservation: list[float]
+    accounts: Accounts
     explain_s: float
 
 
@@ -363,11 +358,9 @@ class Pipeline:
         render = self.settings.render
         rmap = relevance_map(relevance)
         scale = symmetric_scale(rmap, render.percentile)
-        write_png(paths.heatmap, heatmap_rgb(rmap, cmap=render.cmap, scale=scale))
-        write_png(
-            paths.overlay,
-            overlay_rgb(crop, rmap, cmap=render.cmap, scale=scale, max_alpha=render.overlay_alpha),
-        )
+        heatmap, overlay = render_pair(crop, rmap, cmap=render.cmap, scale=scale, max_alpha=render.overlay_alpha)
+        write_png(paths.heatmap, heatmap, filter="none")  # flat areas: smaller and faster unfiltered
+        write_png(paths.overlay, overlay)
         outputs = {"heatmap": self._rel(paths.heatmap), "overlay": self._rel(paths.overlay)}
         if paths.relevance is not None:
             write_npy(paths.relevance, np.ascontiguousarray(relevance, dtype=np.float32))
@@ -500,32 +493,32 @@ class Pipeline:
         # team of its own); the per-image Python work is left to the emitting thread
         probs = torch.softmax(logits, dim=1)
         top_p, top_i = probs.topk(min(max(1, s.top_k), probs.shape[1]), dim=1)
-        flat = relevance.flatten(1).to(torch.float64)
         stats = _BatchStats(
-            logits=logits,
-            probs=probs,
             top_p=top_p.tolist(),
             top_i=top_i.tolist(),
+            top_logit=logits.gather(1, top_i).tolist(),
             targets=targets,
-            positive=flat.clamp(min=0).sum(1).tolist(),
-            negative=flat.clamp(max=0).sum(1).tolist(),
+            target_p=probs.gather(1, torch.tensor(targets).view(-1, 1)).flatten().tolist(),
+            positive=relevance.flatten(1).clamp(min=0).sum(1, dtype=torch.float64).tolist(),
+            negative=relevance.flatten(1).clamp(max=0).sum(1, dtype=torch.float64).tolist(),
             conservation=ledger.conservation_error().detach().cpu().tolist(),
+            accounts=ledger.accounts(),
             explain_s=explain_s,
         )
-        return (lambda: self._entries(ready, inputs, ledger, stats)), written
+        return (lambda: self._entries(ready, inputs, stats)), written
 
     def _entries(
-        self, ready: list[tuple[int, _Prepared]], inputs: Sequence[ImageInput], ledger: Any, b: _BatchStats
+        self, ready: list[tuple[int, _Prepared]], inputs: Sequence[ImageInput], b: _BatchStats
     ) -> list[dict[str, Any]]:
         """The report entries of one explained batch (without what the writes add)."""
         s = self.settings
-        logits, probs, positive, negative, conservation = b.logits, b.probs, b.positive, b.negative, b.conservation
+        positive, negative, conservation = b.positive, b.negative, b.conservation
         targets, explain_s = b.targets, b.explain_s
         entries = []
         for j, (i, prep) in enumerate(ready):
             item = inputs[i]
             target = int(targets[j])
-            led = ledger.image(j, steps=s.ledger_steps)
+            led = b.accounts.image(j, steps=s.ledger_steps)
             f_x = led["f_x"]
             cons = conservation[j]
             entries.append(
@@ -542,16 +535,16 @@ class Pipeline:
                         {
                             "index": int(c),
                             "label": self._label(int(c)),
-                            "probability": float(p),
-                            "logit": float(logits[j, int(c)]),
+                            "probability": p,
+                            "logit": logit,
                         }
-                        for p, c in zip(b.top_p[j], b.top_i[j])
+                        for p, c, logit in zip(b.top_p[j], b.top_i[j], b.top_logit[j])
                     ],
                     "target": {
                         "index": target,
                         "label": self._label(target),
                         "source": "predicted" if s.target is None else "requested",
-                        "probability": float(probs[j, target]),
+                        "probability": b.target_p[j],
                     },
                     "f_x": f_x,
                     "relevance": {

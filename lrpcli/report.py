@@ -50,6 +50,8 @@ _INLINE_WIDTH = 100
 def _text(value: str) -> str:
     """``value`` as valid Unicode: bytes a file name could not decode (lone surrogates from
     ``os.fsdecode``) are written as ``\\xNN`` instead of making the UTF-8 report unwritable."""
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -60,15 +62,20 @@ def _text(value: str) -> str:
 def json_safe(value: Any) -> Any:
     """Plain JSON data: non-finite floats become ``None``; NumPy/torch scalars and paths converted;
     text that is not valid Unicode (undecodable file names) escaped as ``\\xNN``."""
-    if isinstance(value, Mapping):
-        return {_text(str(k)): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    kind = type(value)  # the plain types first: reports are mostly floats, strings and dicts
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is str:
+        return _text(value)
+    if kind is int or kind is bool or value is None:
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        return {_text(k if type(k) is str else str(k)): json_safe(v) for k, v in value.items()}
+    if kind is list or isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, str):
         return _text(value)
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
+    if isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -81,17 +88,24 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
+_JSONL = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
 def jsonl_line(entry: Mapping[str, Any]) -> str:
     """One image entry as a single compact JSON line (no trailing newline)."""
-    return json.dumps(json_safe(entry), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _JSONL.encode(json_safe(entry))
+
+
+_PLAIN = frozenset((str, int, float, bool, type(None)))
 
 
 def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+    return type(value) in _PLAIN or isinstance(value, (str, int, float))
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+    return _COMPACT.encode(value)
 
 
 def pretty_json(value: Any, level: int = 0) -> str:
@@ -121,7 +135,9 @@ def pretty_json(value: Any, level: int = 0) -> str:
                 return text
         rows = []
         for v in value:
-            if isinstance(v, dict) and all(_scalar(x) or (isinstance(x, list) and all(_scalar(y) for y in x)) for x in v.values()):
+            if isinstance(v, dict) and all(
+                type(x) in _PLAIN or _scalar(x) or (isinstance(x, list) and all(_scalar(y) for y in x)) for x in v.values()
+            ):
                 rows.append(pad + _compact(v))
             else:
                 rows.append(pad + pretty_json(v, level + 1))

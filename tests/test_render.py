@@ -17,6 +17,7 @@ from lrpcli.render import (
     heatmap_rgb,
     overlay_rgb,
     relevance_map,
+    render_pair,
     symmetric_scale,
     write_npy,
     write_png,
@@ -126,6 +127,48 @@ def test_overlay_resizes_map(rmap: np.ndarray) -> None:
     assert out[3, 3, 0] > out[3, 3, 2]  # near the positive pixel: red tint
 
 
+def _reference_overlay(image: np.ndarray, rmap: np.ndarray, vmax: float, max_alpha: float, cmap: str) -> np.ndarray:
+    """The overlay's formula in float64, one pixel at a time (slow and explicit)."""
+    lut = render._lut(cmap).astype(np.float64)
+    grey = np.asarray(Image.fromarray(image).convert("L"), dtype=np.float64)
+    out = np.empty(image.shape, dtype=np.uint8)
+    for y in range(image.shape[0]):
+        for x in range(image.shape[1]):
+            n = min(1.0, max(-1.0, float(rmap[y, x]) / vmax))
+            colour = lut[int(np.rint((n + 1.0) * 128.0))]
+            a = max_alpha * abs(n)
+            out[y, x] = np.clip(np.rint((1.0 - a) * grey[y, x] + a * colour), 0, 255)
+    return out
+
+
+@pytest.mark.parametrize("cmap", ["bwr", "bwr_black"])
+def test_render_pair_matches_the_separate_renderers_and_the_formula(cmap: str) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    rmap = (rng.standard_normal((17, 23)) * rng.random((17, 23)) ** 3).astype(np.float32)
+    rmap[2, 3] = np.nan
+    rmap[4, 5] = np.inf
+    scale = Scale(vmax=float(np.nanpercentile(np.abs(rmap[np.isfinite(rmap)]), 90)), method="test")
+    heatmap, overlay = render_pair(image, rmap, cmap=cmap, scale=scale, max_alpha=0.7)
+    np.testing.assert_array_equal(heatmap, heatmap_rgb(rmap, cmap=cmap, scale=scale))
+    np.testing.assert_array_equal(overlay, overlay_rgb(image, rmap, cmap=cmap, scale=scale, max_alpha=0.7))
+    finite = np.nan_to_num(rmap, nan=0.0, posinf=scale.vmax)
+    expected = _reference_overlay(image, finite, scale.vmax, 0.7, cmap)
+    # float32 arithmetic may round a value lying on .5 the other way: at most one step, rarely
+    diff = np.abs(overlay.astype(int) - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.02
+    grey = Image.fromarray(image).convert("L").getpixel((3, 2))
+    assert tuple(overlay[2, 3]) == (grey, grey, grey)  # NaN: no tint
+
+
+def test_render_pair_resizes_the_map_for_the_overlay(rmap: np.ndarray) -> None:
+    image = np.full((10, 12, 3), 100, dtype=np.uint8)
+    heatmap, overlay = render_pair(image, rmap)
+    assert heatmap.shape == (5, 6, 3) and overlay.shape == (10, 12, 3)
+    np.testing.assert_array_equal(heatmap, heatmap_rgb(rmap))
+    np.testing.assert_array_equal(overlay, overlay_rgb(image, rmap))
+
+
 def test_write_png_atomic_roundtrip(tmp_path: Path) -> None:
     rgb = np.random.default_rng(1).integers(0, 256, (7, 9, 3), dtype=np.uint8)
     target = tmp_path / "out" / "nested" / "heat.png"
@@ -135,10 +178,11 @@ def test_write_png_atomic_roundtrip(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["heat.png"]
 
 
+@pytest.mark.parametrize("png_filter", ["up", "none"])
 @pytest.mark.parametrize("shape", [(7, 9), (7, 9, 3), (7, 9, 4), (1, 5, 3), (6, 1, 3), (224, 224, 3)])
-def test_encode_png_decodes_to_the_same_pixels(shape: tuple[int, ...]) -> None:
+def test_encode_png_decodes_to_the_same_pixels(shape: tuple[int, ...], png_filter: str) -> None:
     rgb = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
-    image = Image.open(io.BytesIO(render.encode_png(rgb)))
+    image = Image.open(io.BytesIO(render.encode_png(rgb, filter=png_filter)))
     image.load()  # decodes every row: a wrong filter byte or CRC raises here
     channels = shape[2] if len(shape) == 3 else 1
     assert image.mode == {1: "L", 3: "RGB", 4: "RGBA"}[channels]
@@ -152,6 +196,8 @@ def test_encode_png_accepts_views_and_rejects_bad_shapes() -> None:
     for bad in (np.zeros((2, 2, 2), np.uint8), np.zeros((0, 3, 3), np.uint8), np.zeros((2, 2, 3, 1), np.uint8)):
         with pytest.raises(ValueError, match="PNG data"):
             render.encode_png(bad)
+    with pytest.raises(ValueError, match="unknown PNG filter 'sub'; use one of none, up"):
+        render.encode_png(base, filter="sub")
 
 
 def test_write_npy_roundtrip(tmp_path: Path) -> None:

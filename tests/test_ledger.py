@@ -1,0 +1,52 @@
+"""Tests for lrpcli.ledger: the batch's account turned into per-image report data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lrpcli.ledger import Ledger, LedgerEntry
+
+
+def _ledger(n: int = 3, steps: int = 4) -> Ledger:
+    g = torch.Generator().manual_seed(0)
+
+    def col() -> torch.Tensor:
+        return torch.randn(n, generator=g, dtype=torch.float64)
+
+    entries = [
+        LedgerEntry(f"s{k}", "conv2d", f"features.{k}" if k % 2 else None, "epsilon", col(), col(), col(), col(), col())
+        for k in range(steps)
+    ]
+    return Ledger(output=col(), pixels=col(), entries=entries, precision=["float32", "float64", "float32"][:n])
+
+
+def test_accounts_match_the_entries_one_by_one() -> None:
+    ledger = _ledger()
+    accounts = ledger.accounts()
+    for i in range(3):
+        data = accounts.image(i)
+        assert data["precision"] == ledger.precision[i]
+        assert data["f_x"] == float(ledger.output[i]) and data["sum_pixels"] == float(ledger.pixels[i])
+        assert data["closure_error"] == float(ledger.closure_error()[i])
+        assert data["relative_closure_error"] == float(ledger.relative_error()[i])
+        for name in ("bias", "stabilizer", "dropped"):
+            expected = math.fsum(float(getattr(e, name)[i]) for e in ledger.entries)
+            assert data["absorbed"][name] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert len(data["steps"]) == len(ledger.entries)
+        for row, e in zip(data["steps"], ledger.entries):
+            assert (row["step"], row["op"], row["module"], row["rule"]) == (e.step, e.op, e.module, e.rule)
+            for name in ("r_out", "r_in", "bias", "stabilizer", "dropped", "residual"):
+                assert row[name] == float(getattr(e, name)[i]), name  # bit for bit, residual included
+        assert ledger.image(i) == data
+
+
+def test_accounts_without_steps_and_without_entries() -> None:
+    ledger = _ledger()
+    assert "steps" not in ledger.accounts().image(1, steps=False)
+    empty = Ledger(output=torch.tensor([2.0, 3.0], dtype=torch.float64), pixels=torch.tensor([2.0, 2.5], dtype=torch.float64))
+    data = empty.accounts().image(1)
+    assert data["steps"] == [] and data["absorbed"] == {"bias": 0.0, "stabilizer": 0.0, "dropped": 0.0}
+    assert data["closure_error"] == 0.5 and data["precision"] is None
