@@ -398,6 +398,26 @@ def _pillow_pixel_limit(max_pixels: int | None) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+@contextmanager
+def _this_threads_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record every warning that this thread raises inside the block; warnings raised by other
+    threads meanwhile are shown as usual. Enter it with ``_PIL_LIMIT_LOCK`` held."""
+    me = threading.get_ident()
+    caught: list[warnings.WarningMessage] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        show = warnings.showwarning
+
+        def record(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if threading.get_ident() == me:
+                caught.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = record
+        yield caught
+
+
 def _open_unchecked(path: Path) -> Image.Image:
     """``Image.open`` without Pillow's size check, so that :func:`load_image` can report
     the declared size itself. Call only inside :func:`_pillow_pixel_limit`."""
@@ -534,8 +554,10 @@ def load_image(path: Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Lo
         raise ImageLoadError(path, "empty file (0 bytes); re-download or re-export it")
 
     warns: list[str] = []
-    with warnings.catch_warnings(record=True) as caught, _pillow_pixel_limit(max_pixels):
-        warnings.simplefilter("always")
+    # the lock first: the warning machinery is process-wide too, so loader threads must not
+    # save and restore it across each other (their warnings would go to the wrong image, or
+    # nowhere)
+    with _pillow_pixel_limit(max_pixels), _this_threads_warnings() as caught:
         rgb = _decode(path, max_pixels, warns)
     for w in caught:
         message = str(w.message)

@@ -377,3 +377,41 @@ def test_pixel_bounds() -> None:
 def test_preprocess_validates() -> None:
     with pytest.raises(ValueError, match="std"):
         Preprocess(resize=8, crop=8, mean=(0, 0, 0), std=(1, 0, 1))
+
+
+def test_warnings_stay_with_their_image_across_loader_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loader threads decode at the same time: each image keeps its own warnings, and the
+    process's warning machinery is left as it was."""
+    import threading
+    import time
+    import warnings
+
+    from lrpcli import images
+
+    real_decode = images._decode
+
+    def noisy_decode(path: Path, max_pixels: int | None, warns: list[str]) -> Image.Image:
+        warnings.warn(f"about {path.name}", UserWarning, stacklevel=1)
+        time.sleep(0.002)  # let the other thread interleave
+        return real_decode(path, max_pixels, warns)
+
+    monkeypatch.setattr(images, "_decode", noisy_decode)
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"img{i}.png"
+        Image.new("RGB", (8, 8), (i, i, i)).save(path)
+        paths.append(path)
+    before = warnings.showwarning
+    results: dict[str, list[str]] = {}
+
+    def worker(mine: list[Path]) -> None:
+        for path in mine:
+            results[path.name] = load_image(path).warnings
+
+    threads = [threading.Thread(target=worker, args=(paths[k::3],)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {name: w for name, w in results.items()} == {p.name: [f"about {p.name}"] for p in paths}
+    assert warnings.showwarning is before
