@@ -10,7 +10,12 @@ run's own loop rate from its report (N / ``summary.elapsed_s``, first batch incl
 alternate (engine, CLI B, CLI N, engine, ...). Both sides use the allocator setting of the
 ``lrp`` command (:func:`lrpcli.allocator.tune_allocator`).
 
-    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 2] [--threads N]
+``--in-process`` instead runs the command's loop (:class:`lrpcli.pipeline.Pipeline` with the
+report writer, on the explainer of the engine side) in this process, interleaved with the
+engine alone: no process start or model load to subtract, so less noise, but no first-batch
+warm-up either.
+
+    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 3] [--threads N] [--in-process]
 """
 
 from __future__ import annotations
@@ -49,23 +54,50 @@ def make_images(folder: Path, n: int) -> list[Path]:
     return out
 
 
-def engine_only(paths: list[Path], batch: int) -> float:
-    """Seconds to explain pre-decoded images with the default config's model and composite."""
-    import lrpcli
-    from lrpcli.config import load_config
-    from lrpcli.images import load_image, preprocess
-    from lrpcli.models.registry import load_model
+class Engine:
+    """The default config's model and composite, and the images decoded beforehand."""
 
-    cfg = load_config(None)
-    model = load_model(cfg.model).module
-    ex = lrpcli.Explainer(model, cfg.rules, ignore_bias=cfg.ignore_bias, **cfg.composite_options())
-    tensors = [preprocess(load_image(p).image, cfg.preprocess)[0] for p in paths]
-    batches = [torch.stack(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
-    ex(batches[0])  # warm-up
-    t = time.perf_counter()
-    for b in batches:
-        ex(b)
-    return time.perf_counter() - t
+    def __init__(self, paths: list[Path], batch: int) -> None:
+        import lrpcli
+        from lrpcli.config import load_config
+        from lrpcli.images import load_image, preprocess
+        from lrpcli.models.registry import load_model
+
+        self.cfg = load_config(None)
+        self.loaded = load_model(self.cfg.model)
+        self.explainer = lrpcli.Explainer(
+            self.loaded.module, self.cfg.rules, ignore_bias=self.cfg.ignore_bias, **self.cfg.composite_options()
+        )
+        tensors = [preprocess(load_image(p).image, self.cfg.preprocess)[0] for p in paths]
+        self.batches = [torch.stack(tensors[i : i + batch]) for i in range(0, len(tensors), batch)]
+        self.explainer(self.batches[0])  # warm-up
+
+    def explain_all(self) -> float:
+        """Seconds to explain every batch (the engine alone)."""
+        t = time.perf_counter()
+        for b in self.batches:
+            self.explainer(b)
+        return time.perf_counter() - t
+
+    def pipeline(self, folder: Path, out: Path, batch: int, workers: int) -> float:
+        """Seconds of `lrp explain`'s loop in this process: decode, explain, render, write, report."""
+        from lrpcli.images import discover
+        from lrpcli.pipeline import REPORT_NAME, Pipeline, RunSettings, plan_outputs
+        from lrpcli.report import ReportWriter
+
+        inputs = discover([str(folder)])
+        plans = plan_outputs(inputs, out, overwrite=True)
+        settings = RunSettings(
+            preprocess=self.cfg.preprocess, render=self.cfg.render, batch_size=batch, workers=workers,
+            ledger_steps=self.cfg.report.ledger_steps,
+        )  # fmt: skip
+        pipeline = Pipeline(self.explainer, self.loaded.categories, settings, out_dir=out)
+        out.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        with ReportWriter(out / REPORT_NAME, {}, inputs=len(inputs), tolerance=self.cfg.report.tolerance) as writer:
+            pipeline.run(inputs, plans, writer.add)
+            writer.write(elapsed_s=time.perf_counter() - t)
+        return time.perf_counter() - t
 
 
 def cli_run(folder: Path, out: Path, batch: int, workers: int, threads: int | None) -> tuple[float, float]:
@@ -90,6 +122,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads for both sides (default: torch's, one per core)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the command's loop in this process instead of `lrp explain` subprocesses")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -100,13 +134,29 @@ def main() -> None:
     try:
         n, b = args.images, min(args.batch, args.images - 1)
         paths = make_images(tmp / "many", n)
+        engine = Engine(paths, args.batch)
+        header = (f"images: {n}, batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
+                  f"allocator {allocator}, reps {args.reps}")  # fmt: skip
+        if args.in_process:
+            eng, loop = [], []
+            for _ in range(args.reps):
+                eng.append(engine.explain_all())
+                loop.append(engine.pipeline(tmp / "many", tmp / "out", args.batch, args.workers))
+            e_rate, l_rate = n / statistics.median(eng), n / statistics.median(loop)
+            print(header + ", in process")
+            print(f"engine only : {e_rate:.2f} images/s  (runs " + ", ".join(f"{x:.2f}" for x in eng) + " s)")
+            print(f"lrp loop    : {l_rate:.2f} images/s  (runs " + ", ".join(f"{x:.2f}" for x in loop) + " s)")
+            paired = statistics.median(e / x for e, x in zip(eng, loop))
+            print(f"end-to-end ÷ engine-only: {l_rate / e_rate:.2f} (ratio of medians), {paired:.2f} (median of "
+                  "the repetitions' own ratios)")  # fmt: skip
+            return
         first = tmp / "first"
         first.mkdir()
         for path in paths[:b]:
             shutil.copy(path, first / path.name)
         eng, full, short, loop = [], [], [], []
         for _ in range(args.reps):
-            eng.append(engine_only(paths, args.batch))
+            eng.append(engine.explain_all())
             short.append(cli_run(first, tmp / "out_b", args.batch, args.workers, args.threads)[0])
             wall, elapsed = cli_run(tmp / "many", tmp / "out", args.batch, args.workers, args.threads)
             full.append(wall)
@@ -114,15 +164,16 @@ def main() -> None:
         e_rate = n / statistics.median(eng)
         c_rate = (n - b) / (statistics.median(full) - statistics.median(short))
         l_rate = n / statistics.median(loop)
-        print(f"images: {n}, batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
-              f"allocator {allocator}, reps {args.reps}")
+        print(header)
         print(f"engine only : {e_rate:.2f} images/s  (median {statistics.median(eng):.2f} s; runs "
               + ", ".join(f"{x:.2f}" for x in eng) + ")")
         print(f"lrp explain : {c_rate:.2f} images/s  (median {statistics.median(full):.2f} s for {n}, "
               f"{statistics.median(short):.2f} s for the first {b})")  # fmt: skip
         print(f"lrp loop    : {l_rate:.2f} images/s  (report summary.elapsed_s, median {statistics.median(loop):.2f} s, "
               "first batch included)")  # fmt: skip
-        print(f"end-to-end ÷ engine-only: {c_rate / e_rate:.2f} (steady state), {l_rate / e_rate:.2f} (loop incl. warm-up)")
+        paired = statistics.median(e * (n - b) / (n * (f - sh)) for e, f, sh in zip(eng, full, short))
+        print(f"end-to-end ÷ engine-only: {c_rate / e_rate:.2f} (steady state; median of the repetitions' own ratios "
+              f"{paired:.2f}), {l_rate / e_rate:.2f} (loop incl. warm-up)")  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

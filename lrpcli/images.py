@@ -717,8 +717,9 @@ def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.nda
     crop = pp.crop
     if crop <= new_w and crop <= new_h and new_w * new_h > 4 * crop * crop:
         # Very elongated images (10000x10 → 224000x224): resample only the part the centre
-        # crop keeps. Pillow's filter still reads the pixels around the box, so this equals
-        # resize-then-crop, without building the huge intermediate image.
+        # crop keeps. Pillow's filter still reads the pixels around the box, so this matches
+        # resize-then-crop up to rounding (some pixels differ by one level: the filter's
+        # positions are computed from the box), without building the huge intermediate image.
         top = int(round((new_h - crop) / 2.0))
         left = int(round((new_w - crop) / 2.0))
         sx, sy = width / new_w, height / new_h

@@ -415,3 +415,15 @@ def test_warnings_stay_with_their_image_across_loader_threads(tmp_path: Path, mo
         t.join()
     assert {name: w for name, w in results.items()} == {p.name: [f"about {p.name}"] for p in paths}
     assert warnings.showwarning is before
+
+
+def test_preprocess_of_a_very_elongated_image_matches_torchvision_up_to_rounding() -> None:
+    """The fast path for images far wider than tall resamples only the cropped box."""
+    from torchvision import transforms  # type: ignore[import-untyped]
+
+    image = _rgb(3000, 40, seed=7)  # resized to 19200x256: the box path
+    reference = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.PILToTensor()])(image)
+    tensor, crop = preprocess(image, IMAGENET)
+    diff = np.abs(crop.astype(int) - reference.permute(1, 2, 0).numpy().astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.05
+    assert tensor.shape == (3, 224, 224)
