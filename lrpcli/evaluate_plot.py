@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .evaluate import RANDOM
 from .render import atomic_write
@@ -55,6 +53,10 @@ def render_evaluation(
     explainers: Mapping[str, Any] = summary["explainers"]
     names: Sequence[str] = [row["explainer"] for row in summary["ranking"]]
     n_images = max((explainers[n]["images"] for n in names), default=0)
+    # imported here: matplotlib's figure machinery takes ~0.2 s, which every `lrp` start would pay
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12.5, 6.2), dpi=110)
     FigureCanvasAgg(fig)
     ax_drop, ax_prob = fig.subplots(1, 2)

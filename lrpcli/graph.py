@@ -25,6 +25,7 @@ module's train/eval flag is restored.
 from __future__ import annotations
 
 import operator
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -32,9 +33,6 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
-
-from torchvision.models.swin_transformer import _patch_merging_pad
-from torchvision.ops.stochastic_depth import stochastic_depth
 
 from . import linearize
 from .layers import Affine, fold_batchnorm, from_batchnorm, from_module
@@ -145,10 +143,11 @@ ELEMENTWISE_FUNCTIONS = {
     torch.sigmoid, F.sigmoid, F.hardsigmoid, F.tanh, torch.clamp, torch.clip,
 }  # fmt: skip
 GATE_FUNCTIONS = {torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.tanh, F.tanh, F.softmax, torch.softmax}
+# (+ torchvision's swin ``_patch_merging_pad``, added by register_torchvision())
 MOVE_FUNCTIONS = {
     torch.flatten, torch.reshape, torch.permute, torch.transpose, torch.squeeze, torch.unsqueeze, torch.cat,
     torch.concat, torch.stack, torch.chunk, torch.split, torch.narrow, torch.roll, torch.movedim, F.pad,
-    torch.unbind, torch.swapaxes, torch.t, F.interpolate, _patch_merging_pad,
+    torch.unbind, torch.swapaxes, torch.t, F.interpolate,
 }  # fmt: skip
 MAX_FUNCTIONS = {
     F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
@@ -240,14 +239,34 @@ def _batchnorm_eval(bn: nn.modules.batchnorm._BatchNorm) -> Callable[[torch.Tens
     return run
 
 
+DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
+STOCHASTIC_DEPTH: list[Callable[..., Any]] = []  # torchvision.ops.stochastic_depth, once registered
+
+
+def register_torchvision() -> None:
+    """Teach the graph torchvision's functions (swin's patch-merging pad and attention, stochastic
+    depth) once torchvision has been imported: a model can only contain them then, and importing
+    torchvision here would add almost a second to every start of ``lrp``."""
+    if STOCHASTIC_DEPTH or "torchvision" not in sys.modules:
+        return
+    from torchvision.models import swin_transformer
+    from torchvision.ops.stochastic_depth import stochastic_depth
+
+    MOVE_FUNCTIONS.add(swin_transformer._patch_merging_pad)
+    linearize.add_attention_function(swin_transformer.shifted_window_attention, ("qkv_bias", "proj_bias"))
+    STOCHASTIC_DEPTH.append(stochastic_depth)
+    DROPOUT_FUNCTIONS.add(stochastic_depth)
+
+
 def _dropout_free(fn: Callable[..., Any]) -> Callable[..., Any]:
-    if fn in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, stochastic_depth):
+    if fn in DROPOUT_FUNCTIONS:
         return lambda x, *a, **k: x
     return fn
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
     """Symbolically trace ``model`` in eval mode; every module's mode is restored afterwards."""
+    register_torchvision()
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
@@ -447,7 +466,7 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
             step.kind, step.rule_name = "move", "move"
     elif found is not None:
         step.kind, step.rule_name = found
-    elif fn is stochastic_depth:
+    elif fn in STOCHASTIC_DEPTH:
         training = node.args[3] if len(node.args) > 3 else node.kwargs.get("training", True)
         if training is not False:
             raise UnsupportedOpError(

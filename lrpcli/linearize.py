@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
-from torchvision.models import swin_transformer
 
 
 class Linearized(ABC):
@@ -228,9 +227,7 @@ class SoftmaxFrozen(Linearized):
 
 
 #: fused attention functions (as torch.fx leaves) → the names of their bias arguments
-ATTENTION_FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {
-    swin_transformer.shifted_window_attention: ("qkv_bias", "proj_bias"),
-}
+ATTENTION_FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {}  # see add_attention_function()
 
 
 def from_module(mod: nn.Module) -> Linearized | None:
@@ -252,8 +249,15 @@ MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.Multihead
 FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {
     F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
     F.group_norm: ("input", "num_groups", "weight", "bias", "eps"),
-    **{fn: tuple(inspect.signature(fn).parameters) for fn in ATTENTION_FUNCTIONS},
 }
+
+
+def add_attention_function(fn: Callable[..., Any], bias_names: tuple[str, ...]) -> None:
+    """Treat ``fn`` (a fused attention function, a torch.fx leaf) like the attention of
+    :class:`SoftmaxFrozen`, with the bias arguments ``bias_names``; e.g. torchvision's swin
+    ``shifted_window_attention`` (registered by :func:`lrpcli.graph.register_torchvision`)."""
+    ATTENTION_FUNCTIONS[fn] = bias_names
+    FUNCTIONS[fn] = tuple(inspect.signature(fn).parameters)
 
 
 def from_function(fn: Any, bound: dict[str, Any]) -> Linearized:

@@ -269,3 +269,27 @@ def test_max_pooling_through_kept_indices_equals_the_adjoint() -> None:
     a, b = fast(x), slow(x)
     assert torch.equal(a.relevance, b.relevance)
     assert float(a.ledger.relative_error().max()) <= 1e-6
+
+
+def test_starting_lrp_does_not_import_torchvision() -> None:
+    """torchvision costs almost a second to import; the default (embedded) model does not need it,
+    and its functions are registered only once a model brought it in."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lrpcli.cli.common, lrpcli.pipeline\n"
+        "from lrpcli.models.registry import load_model\n"
+        "from lrpcli.config import load_config\n"
+        "assert len(load_model(load_config(None).model).categories) == 1000\n"
+        "from lrpcli.graph import STOCHASTIC_DEPTH, register_torchvision\n"
+        "assert 'torchvision' not in sys.modules\n"
+        "register_torchvision(); assert not STOCHASTIC_DEPTH and 'torchvision' not in sys.modules\n"
+        "import torchvision.ops\n"
+        "register_torchvision(); assert STOCHASTIC_DEPTH == [torchvision.ops.stochastic_depth]\n"
+        "from lrpcli.linearize import ATTENTION_FUNCTIONS, FUNCTIONS\n"
+        "from torchvision.models.swin_transformer import shifted_window_attention\n"
+        "assert ATTENTION_FUNCTIONS[shifted_window_attention] == ('qkv_bias', 'proj_bias')\n"
+        "assert 'qkv_bias' in FUNCTIONS[shifted_window_attention]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

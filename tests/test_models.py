@@ -159,6 +159,9 @@ def test_imagenet_metadata() -> None:
     categories = imagenet_categories()
     assert len(categories) == 1000 and len(set(categories)) == 1000
     assert categories[0] == "tench" and categories[967] == "espresso"
+    from torchvision.models import ResNet50_Weights  # the shipped names are torchvision's
+
+    assert categories == list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
     categories.append("mutated")
     assert len(imagenet_categories()) == 1000
     assert EFFICIENTNET_LITE_PREPROCESS == Preprocess(256, 224, (0.498,) * 3, (0.502,) * 3)

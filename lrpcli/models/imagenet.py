@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 
 from lrpcli.images import Preprocess
 
@@ -36,11 +37,10 @@ IMAGENET_PREPROCESS = Preprocess(
 
 @lru_cache(maxsize=1)
 def _categories() -> tuple[str, ...]:
-    # The class names ship inside torchvision's weight metadata; reading
-    # them downloads nothing.
-    from torchvision.models import ResNet50_Weights
-
-    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    # The names torchvision's ImageNet weights carry (``weights.meta["categories"]``), shipped as
+    # a text file: importing torchvision just to read them would add almost a second to every run.
+    text = resources.files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    return tuple(text.splitlines())
 
 
 def imagenet_categories() -> list[str]:
