@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import operator
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -241,6 +242,7 @@ def _batchnorm_eval(bn: nn.modules.batchnorm._BatchNorm) -> Callable[[torch.Tens
 
 DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout}
 STOCHASTIC_DEPTH: list[Callable[..., Any]] = []  # torchvision.ops.stochastic_depth, once registered
+_REGISTER_LOCK = threading.Lock()
 
 
 def register_torchvision() -> None:
@@ -249,13 +251,16 @@ def register_torchvision() -> None:
     torchvision here would add almost a second to every start of ``lrp``."""
     if STOCHASTIC_DEPTH or "torchvision" not in sys.modules:
         return
-    from torchvision.models import swin_transformer
-    from torchvision.ops.stochastic_depth import stochastic_depth
+    with _REGISTER_LOCK:  # explainers may be built in several threads
+        if STOCHASTIC_DEPTH:
+            return
+        from torchvision.models import swin_transformer
+        from torchvision.ops.stochastic_depth import stochastic_depth
 
-    MOVE_FUNCTIONS.add(swin_transformer._patch_merging_pad)
-    linearize.add_attention_function(swin_transformer.shifted_window_attention, ("qkv_bias", "proj_bias"))
-    STOCHASTIC_DEPTH.append(stochastic_depth)
-    DROPOUT_FUNCTIONS.add(stochastic_depth)
+        MOVE_FUNCTIONS.add(swin_transformer._patch_merging_pad)
+        linearize.add_attention_function(swin_transformer.shifted_window_attention, ("qkv_bias", "proj_bias"))
+        DROPOUT_FUNCTIONS.add(stochastic_depth)
+        STOCHASTIC_DEPTH.append(stochastic_depth)  # last: the flag that the rest is in place
 
 
 def _dropout_free(fn: Callable[..., Any]) -> Callable[..., Any]:
