@@ -81,7 +81,10 @@ class Ledger:
 
     def relative_error(self) -> Tensor:
         """``|closure error| / |f(x)|`` per image."""
-        return self.closure_error().abs() / self.output.abs().clamp(min=torch.finfo(torch.float64).tiny)
+        return self._relative(self.closure_error())
+
+    def _relative(self, closure: Tensor) -> Tensor:
+        return closure.abs() / self.output.abs().clamp(min=torch.finfo(torch.float64).tiny)
 
     def conservation_error(self) -> Tensor:
         """``ΣR_pixels − f(x)`` per image: how far the heatmap's total is from the explained output."""
@@ -99,14 +102,15 @@ class Ledger:
         else:
             values = [[] for _ in range(self.output.shape[0])]
             totals = [[0.0, 0.0, 0.0] for _ in range(self.output.shape[0])]
+        closure = self.closure_error()
         return Accounts(
             steps=[(e.step, e.op, e.module, e.rule) for e in self.entries],
             values=values,
             totals=totals,
             f_x=self.output.tolist(),
             sum_pixels=self.pixels.tolist(),
-            closure_error=self.closure_error().tolist(),
-            relative_closure_error=self.relative_error().tolist(),
+            closure_error=closure.tolist(),
+            relative_closure_error=self._relative(closure).tolist(),
             precision=list(self.precision),
         )
 

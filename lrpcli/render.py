@@ -215,16 +215,6 @@ def _blend(rgb: np.ndarray, normalised: np.ndarray, colours: np.ndarray, max_alp
     return blended.astype(np.uint8)
 
 
-def _check_overlay(image: np.ndarray, rmap: np.ndarray, max_alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    if not 0.0 <= max_alpha <= 1.0:
-        raise ValueError(f"max_alpha must be between 0 and 1, got {max_alpha}")
-    rgb = _as_rgb_image(image)
-    rmap = np.asarray(rmap)
-    if rmap.ndim != 2:
-        raise ValueError(f"relevance map must be 2-D (H, W), got {rmap.shape}; see relevance_map()")
-    return rgb, rmap
-
-
 def overlay_rgb(
     image: np.ndarray,
     rmap: np.ndarray,
@@ -240,14 +230,7 @@ def overlay_rgb(
     ``scale`` defaults to max ``|R|`` of ``rmap``; a map of another size is resized
     bilinearly to the image. Returns ``uint8`` ``(H, W, 3)``.
     """
-    rgb, rmap = _check_overlay(image, rmap, max_alpha)
-    if scale is None:
-        scale = symmetric_scale(rmap)
-    height, width = rgb.shape[:2]
-    if rmap.shape != (height, width):
-        rmap = _resize_map(rmap, height, width)
-    normalised = _normalised(rmap, scale)
-    return _blend(rgb, normalised, _colours(normalised, cmap), max_alpha)
+    return render_pair(image, rmap, cmap=cmap, scale=scale, max_alpha=max_alpha)[1]
 
 
 def render_pair(
@@ -260,14 +243,20 @@ def render_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(heatmap_rgb(rmap), overlay_rgb(image, rmap))`` with the same arguments, sharing the
     colour lookup when the map and the image have the same size."""
-    rgb, rmap = _check_overlay(image, rmap, max_alpha)
+    if not 0.0 <= max_alpha <= 1.0:
+        raise ValueError(f"max_alpha must be between 0 and 1, got {max_alpha}")
+    rgb = _as_rgb_image(image)
+    rmap = np.asarray(rmap)
+    if rmap.ndim != 2:
+        raise ValueError(f"relevance map must be 2-D (H, W), got {rmap.shape}; see relevance_map()")
     if scale is None:
         scale = symmetric_scale(rmap)
     normalised = _normalised(rmap, scale)
     heatmap = _colours(normalised, cmap)
-    if rmap.shape != rgb.shape[:2]:
-        return heatmap, overlay_rgb(rgb, rmap, cmap=cmap, scale=scale, max_alpha=max_alpha)
-    return heatmap, _blend(rgb, normalised, heatmap, max_alpha)
+    if rmap.shape == rgb.shape[:2]:
+        return heatmap, _blend(rgb, normalised, heatmap, max_alpha)
+    resized = _normalised(_resize_map(rmap, *rgb.shape[:2]), scale)
+    return heatmap, _blend(rgb, resized, _colours(resized, cmap), max_alpha)
 
 
 # --------------------------------------------------------------------------- atomic output

@@ -136,7 +136,7 @@ def pretty_json(value: Any, level: int = 0) -> str:
         rows = []
         for v in value:
             if isinstance(v, dict) and all(
-                type(x) in _PLAIN or _scalar(x) or (isinstance(x, list) and all(_scalar(y) for y in x)) for x in v.values()
+                _scalar(x) or (isinstance(x, list) and all(_scalar(y) for y in x)) for x in v.values()
             ):
                 rows.append(pad + _compact(v))
             else:
