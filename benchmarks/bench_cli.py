@@ -8,9 +8,9 @@ writing the report) is removed by also timing a run over the first batch only (B
 throughput = (N − B) / (t_N − t_B), the steady state, as on the engine side. Also shown: the
 run's own loop rate from its report (N / ``summary.elapsed_s``, first batch included). Runs
 alternate (engine, CLI B, CLI N, engine, ...). Both sides use the allocator setting of the
-``lrp`` command (:func:`lrpcli.allocator.tune_allocator`).
+``lrp`` command (:func:`lrpcli.run.allocator.tune_allocator`).
 
-``--in-process`` instead runs the command's loop (:class:`lrpcli.pipeline.Pipeline` with the
+``--in-process`` instead runs the command's loop (:class:`lrpcli.run.pipeline.Pipeline` with the
 report writer, on the explainer of the engine side) in this process, interleaved with the
 engine alone: no process start or model load to subtract, so less noise, but no first-batch
 warm-up either.
@@ -60,8 +60,9 @@ class Engine:
     def __init__(self, paths: list[Path], batch: int) -> None:
         import lrpcli
         from lrpcli.config import load_config
-        from lrpcli.images import load_image, preprocess
-        from lrpcli.models.registry import load_model
+        from lrpcli.io.decode import load_image
+        from lrpcli.io.preprocess import preprocess
+        from lrpcli.models.sources import load_model
 
         self.cfg = load_config(None)
         self.loaded = load_model(self.cfg.model)
@@ -81,9 +82,10 @@ class Engine:
 
     def pipeline(self, folder: Path, out: Path, batch: int, workers: int) -> float:
         """Seconds of `lrp explain`'s loop in this process: decode, explain, render, write, report."""
-        from lrpcli.images import discover
-        from lrpcli.pipeline import REPORT_NAME, Pipeline, RunSettings, plan_outputs
-        from lrpcli.report import ReportWriter
+        from lrpcli.io.inputs import discover
+        from lrpcli.run.outputs import REPORT_NAME, plan_outputs
+        from lrpcli.run.pipeline import Pipeline, RunSettings
+        from lrpcli.run.report import ReportWriter
 
         inputs = discover([str(folder)])
         plans = plan_outputs(inputs, out, overwrite=True)
@@ -127,7 +129,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from lrpcli.allocator import tune_allocator
+    from lrpcli.run.allocator import tune_allocator
 
     allocator = tune_allocator()  # what `lrp` does at start, so the engine-only side is comparable
     tmp = Path(tempfile.mkdtemp(prefix="lrp-bench-"))

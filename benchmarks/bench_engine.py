@@ -6,7 +6,7 @@ mean little. Our relevance is checked against Zennit's on the timed inputs, so a
 answer cannot pass. Peak memory is measured per method in a fresh subprocess (max RSS, or
 ``torch.cuda.max_memory_allocated`` on a GPU), the baseline being the same process after
 loading the model and inputs. Every method is timed with the allocator setting the ``lrp`` command
-uses (:func:`lrpcli.allocator.tune_allocator`); ``--malloc default`` leaves glibc's defaults
+uses (:func:`lrpcli.run.allocator.tune_allocator`); ``--malloc default`` leaves glibc's defaults
 for all of them. The memory probes use glibc's defaults unless ``--probe-malloc tuned``: then
 freed blocks stay mapped, so the peak RSS also counts heap fragmentation and varies from run
 to run.
@@ -34,7 +34,7 @@ import torch
 import torchvision
 
 import lrpcli
-from lrpcli.allocator import ENV_VAR, tune_allocator
+from lrpcli.run.allocator import ENV_VAR, tune_allocator
 
 COMPOSITES = ["epsilon", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"]
 LOW = torch.tensor([-2.1179, -2.0357, -1.8044]).view(1, 3, 1, 1)

@@ -1,4 +1,4 @@
-"""Tests for lrpcli.allocator: each case runs in a fresh interpreter (the setting is process-wide)."""
+"""Tests for lrpcli.run.allocator: each case runs in a fresh interpreter (the setting is process-wide)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 # page faults while allocating, filling and freeing a 64 MiB tensor ten times, after one warm-up
 PROBE = """
 import json, resource, sys, torch
-import lrpcli.allocator as a
+import lrpcli.run.allocator as a
 result = a.tune_allocator() if sys.argv[1] == "tune" else "untouched"
 def churn():
     for _ in range(10):

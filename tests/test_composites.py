@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch.nn as nn
 
-from lrpcli.composites import PRESETS, LayerInfo, get_composite
-from lrpcli.rules import AlphaBeta, Epsilon, Flat, Gamma, LRP0, ZBox, ZPlus
+from lrpcli.core.composites import PRESETS, LayerInfo, get_composite
+from lrpcli.core.rules import AlphaBeta, Epsilon, Flat, Gamma, LRP0, ZBox, ZPlus
 
 
 def layers(*kinds: str) -> list[LayerInfo]:

@@ -1,48 +1,26 @@
-"""Tests for lrpcli.config (YAML validation with key paths) and lrpcli.models.registry."""
+"""Tests for lrpcli.config: the shipped configs, YAML validation with key paths, resolution."""
 
 from __future__ import annotations
 
 import json
-import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from conftest import ROOT, write_config
 from lrpcli import get_composite
 from lrpcli.config import BUILTIN_CONFIGS, ConfigError, builtin_config_path, load_config
-from lrpcli.images import pixel_bounds
+from lrpcli.io.preprocess import pixel_bounds
 from lrpcli.models import EFFICIENTNET_LITE_PREPROCESS, IMAGENET_PREPROCESS
-from lrpcli.models.registry import (
-    ModelLoadError,
-    ModelSpec,
-    cached_weights_path,
-    load_model,
-    load_state_dict_file,
-    torchvision_weights,
-)
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
+from lrpcli.models.spec import ModelSpec
 
 
 def problems(tmp_path: Path, text: str) -> str:
     with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text))
+        load_config(write_config(tmp_path, text))
     return str(info.value)
-
-
-class Payload:
-    """A non-tensor object: pickling it puts a class reference in the file."""
-
-    def __init__(self) -> None:
-        self.weights = torch.zeros(2)
 
 
 # --------------------------------------------------------------------------- shipped configs
@@ -50,7 +28,7 @@ class Payload:
 
 @pytest.mark.parametrize("name", BUILTIN_CONFIGS)
 def test_repo_configs_match_packaged_ones(name: str) -> None:
-    repo_file = REPO / "configs" / f"{name}.yaml"
+    repo_file = ROOT / "configs" / f"{name}.yaml"
     assert repo_file.read_bytes() == builtin_config_path(name).read_bytes()
 
 
@@ -72,7 +50,7 @@ def test_default_config() -> None:
     [("vgg16", "vgg16", "epsilon_gamma_box"), ("resnet50", "resnet50", "epsilon_plus_flat")],
 )
 def test_torchvision_configs(name: str, arch: str, composite: str) -> None:
-    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
     assert cfg.model.source == "torchvision" and cfg.model.name == arch
     assert cfg.model.weights == "IMAGENET1K_V1" and cfg.model.num_classes == 1000
     assert cfg.rules == composite
@@ -81,22 +59,22 @@ def test_torchvision_configs(name: str, arch: str, composite: str) -> None:
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
-    cfg = load_config(REPO / "configs" / "vgg16.yaml")
-    again = load_config(write(tmp_path, cfg.to_yaml()))
+    cfg = load_config(ROOT / "configs" / "vgg16.yaml")
+    again = load_config(write_config(tmp_path, cfg.to_yaml()))
     assert again.to_dict() == cfg.to_dict()
     assert again.digest() == cfg.digest()
-    changed = load_config(REPO / "configs" / "vgg16.yaml", overrides={"render.cmap": "seismic"})
+    changed = load_config(ROOT / "configs" / "vgg16.yaml", overrides={"render.cmap": "seismic"})
     assert changed.digest() != cfg.digest()
     assert len(cfg.digest()) == 64
 
 
 def test_defaults_depend_on_model(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, "model: {torchvision: resnet50, weights: IMAGENET1K_V2}\n"))
+    cfg = load_config(write_config(tmp_path, "model: {torchvision: resnet50, weights: IMAGENET1K_V2}\n"))
     assert (cfg.preprocess.resize, cfg.preprocess.crop) == (232, 224)  # from the weights' transforms
     assert cfg.preprocess.mean == IMAGENET_PREPROCESS.mean
-    cfg = load_config(write(tmp_path, "model: {torchvision: resnet18, weights: DEFAULT}\n"))
+    cfg = load_config(write_config(tmp_path, "model: {torchvision: resnet18, weights: DEFAULT}\n"))
     assert cfg.model.weights == "IMAGENET1K_V1"  # DEFAULT resolved to the member name
-    cfg = load_config(write(tmp_path, "model: {torchvision: resnet18, weights: none, num_classes: 7}\n"))
+    cfg = load_config(write_config(tmp_path, "model: {torchvision: resnet18, weights: none, num_classes: 7}\n"))
     assert cfg.model.weights is None and cfg.model.num_classes == 7
     assert cfg.to_dict()["model"]["weights"] == "none"
 
@@ -113,7 +91,7 @@ rules:
   last: lrp0
 rule_options: {epsilon: 0.25}
 """
-    cfg = load_config(write(tmp_path, text))
+    cfg = load_config(write_config(tmp_path, text))
     assert cfg.rules["conv"] == {"rule": "gamma", "gamma": 0.5}
     assert cfg.rules["blocks.1*"] == {"rule": "epsilon", "epsilon": 0.001}  # "1e-3" text accepted
     assert cfg.composite_name == "epsilon_plus+custom"
@@ -124,11 +102,11 @@ rule_options: {epsilon: 0.25}
 
 
 def test_zbox_bounds_default_to_pixel_range(tmp_path: Path) -> None:
-    cfg = load_config(write(tmp_path, "model: {embedded: efficientnet_lite0}\nrules: {first: zbox, conv: zplus, linear: epsilon}\n"))
+    cfg = load_config(write_config(tmp_path, "model: {embedded: efficientnet_lite0}\nrules: {first: zbox, conv: zplus, linear: epsilon}\n"))
     low, high = pixel_bounds(cfg.preprocess)
     assert cfg.low == pytest.approx(low.flatten().tolist(), rel=1e-6)
     assert cfg.high == pytest.approx(high.flatten().tolist(), rel=1e-6)
-    cfg = load_config(write(tmp_path, "model: {embedded: efficientnet_lite0}\nrule_options: {low: -1, high: [1, 2, 3]}\n"))
+    cfg = load_config(write_config(tmp_path, "model: {embedded: efficientnet_lite0}\nrule_options: {low: -1, high: [1, 2, 3]}\n"))
     assert cfg.low == (-1.0, -1.0, -1.0) and cfg.high == (1.0, 2.0, 3.0)
 
 
@@ -224,133 +202,10 @@ def test_classes_file_and_relative_paths(tmp_path: Path) -> None:
     sub.mkdir()
     (sub / "w.pth").write_bytes(b"x")
     (sub / "names.txt").write_text("cat\ndog\n\nbird\n", encoding="utf-8")
-    cfg = load_config(write(sub, "model: {file: w.pth, arch: squeezenet1_1, num_classes: 3, classes: names.txt}\n"))
+    cfg = load_config(write_config(sub, "model: {file: w.pth, arch: squeezenet1_1, num_classes: 3, classes: names.txt}\n"))
     assert cfg.model.path == (sub / "w.pth").resolve()
     assert cfg.model.classes == ("cat", "dog", "bird")
     assert cfg.preprocess == IMAGENET_PREPROCESS
-
-
-# --------------------------------------------------------------------------- loading weights
-
-
-@pytest.fixture(scope="module")
-def tiny_state() -> dict[str, torch.Tensor]:
-    import torchvision
-
-    torch.manual_seed(0)
-    return torchvision.models.get_model("squeezenet1_1", weights=None, num_classes=3).state_dict()
-
-
-def test_pickled_pth_refused(tmp_path: Path) -> None:
-    path = tmp_path / "evil.pth"
-    torch.save({"model": Payload()}, path)  # weights_only loading must refuse this
-    with pytest.raises(ModelLoadError, match="refused: the file holds pickled Python objects") as info:
-        load_state_dict_file(path)
-    assert "torch.save(model.state_dict()" in str(info.value)
-    spec = ModelSpec(source="file", name="squeezenet1_1", num_classes=3, path=path)
-    with pytest.raises(ModelLoadError, match="weights_only"):
-        load_model(spec)
-
-
-def test_pth_state_dict_loads(tmp_path: Path, tiny_state: dict[str, torch.Tensor]) -> None:
-    path = tmp_path / "w.pth"
-    torch.save(tiny_state, path)
-    (tmp_path / "names.txt").write_text("a\nb\nc\n", encoding="utf-8")
-    cfg = load_config(write(tmp_path, "model: {file: w.pth, arch: squeezenet1_1, num_classes: 3, classes: names.txt}\n"))
-    loaded = load_model(cfg.model)
-    assert loaded.categories == ["a", "b", "c"]
-    assert not loaded.module.training
-    assert "sha256" in loaded.weights_source
-    for key, value in loaded.module.state_dict().items():
-        torch.testing.assert_close(value, tiny_state[key])
-
-
-def test_wrapped_and_prefixed_state_dict(tmp_path: Path, tiny_state: dict[str, torch.Tensor]) -> None:
-    path = tmp_path / "ckpt.pt"
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in tiny_state.items()}}, path)
-    state = load_state_dict_file(path)
-    assert set(state) == set(tiny_state)
-    loaded = load_model(ModelSpec(source="file", name="squeezenet1_1", num_classes=3, path=path))
-    assert loaded.categories == ["class 0", "class 1", "class 2"]
-
-
-def test_mismatched_state_dict(tmp_path: Path, tiny_state: dict[str, torch.Tensor]) -> None:
-    path = tmp_path / "w.pth"
-    state = dict(tiny_state)
-    state.pop("features.0.weight")
-    state["extra.weight"] = torch.zeros(1)
-    torch.save(state, path)
-    spec = ModelSpec(source="file", name="squeezenet1_1", num_classes=5, path=path)
-    with pytest.raises(ModelLoadError) as info:
-        load_model(spec)
-    text = str(info.value)
-    assert "do not match the architecture" in text
-    assert "shape mismatches (2): classifier.1.weight: file (3, 512, 1, 1) vs model (5, 512, 1, 1)" in text
-    assert "missing in the file (1): features.0.weight" in text
-    assert "unexpected in the file (1): extra.weight" in text
-
-
-def test_not_a_weights_file(tmp_path: Path) -> None:
-    path = tmp_path / "w.pth"
-    path.write_text("hello", encoding="utf-8")
-    with pytest.raises(ModelLoadError, match="not a readable PyTorch weights file"):
-        load_state_dict_file(path)
-    torch.save([torch.zeros(1)], path)
-    with pytest.raises(ModelLoadError, match="expected a state dict"):
-        load_state_dict_file(path)
-
-
-def test_safetensors(tmp_path: Path, tiny_state: dict[str, torch.Tensor]) -> None:
-    path = tmp_path / "w.safetensors"
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        path.write_bytes(b"\0" * 16)
-        with pytest.raises(ModelLoadError, match="pip install safetensors"):
-            load_state_dict_file(path)
-        return
-    save_file({k: v.contiguous() for k, v in tiny_state.items()}, str(path))
-    assert set(load_state_dict_file(path)) == set(tiny_state)
-
-
-def test_missing_torchvision_weights_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def offline(*args: object, **kwargs: object) -> None:
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    cfg = load_config(REPO / "configs" / "resnet50.yaml")
-    expected = tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
-    assert cached_weights_path(torchvision_weights("resnet50", "IMAGENET1K_V1")) == expected
-    with pytest.raises(ModelLoadError) as info:
-        load_model(cfg.model)
-    text = str(info.value)
-    assert f"expected file: {expected}" in text
-    assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in text
-    assert "model: {file: resnet50-0676ba61.pth, arch: resnet50, num_classes: 1000}" in text
-
-
-def test_cached_torchvision_weights_are_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_state: dict[str, torch.Tensor]
-) -> None:
-    import torchvision
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    weights = torchvision_weights("squeezenet1_1", "IMAGENET1K_V1")
-    torch.manual_seed(1)
-    state = torchvision.models.get_model("squeezenet1_1", weights=None).state_dict()
-    path = cached_weights_path(weights)
-    path.parent.mkdir(parents=True)
-    torch.save(state, path)
-    spec = load_config(write(tmp_path, "model: {torchvision: squeezenet1_1, weights: IMAGENET1K_V1}\n")).model
-    loaded = load_model(spec)  # from the cache, no download
-    assert loaded.categories[967] == "espresso"
-    assert str(path) in loaded.weights_source
-    torch.testing.assert_close(loaded.module.state_dict()["features.0.weight"], state["features.0.weight"])
-    path.write_bytes(b"garbage")
-    with pytest.raises(ModelLoadError, match="cached file may be damaged"):
-        load_model(spec)
 
 
 def test_config_json_safe() -> None:

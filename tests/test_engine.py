@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -65,6 +66,7 @@ def _zennit_relevance(model: torch.nn.Module, name: str, composite: str, x: torc
     return relevance
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "resnet50"])
 @pytest.mark.parametrize("composite", ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
 def test_matches_zennit(models, batch, name: str, composite: str) -> None:
@@ -79,6 +81,7 @@ def test_matches_zennit(models, batch, name: str, composite: str) -> None:
     assert float(ours.ledger.relative_error().max()) <= 1e-5
 
 
+@pytest.mark.slow
 def test_zennit_agreement_without_oracle_fix_is_rounding_level(models, batch) -> None:
     """Documents the size of Zennit's BatchNorm-eps artefact that the oracle fix removes."""
     from zennit.attribution import Gradient
@@ -95,15 +98,21 @@ def test_zennit_agreement_without_oracle_fix_is_rounding_level(models, batch) ->
 
 
 MODELS_FOR_LEDGER = ["vgg16", "resnet50", "densenet121", "mobilenet_v2"]
+#: the big ones are marked slow (make test-fast leaves them out)
+LEDGER_PARAMS = [
+    pytest.param(name, marks=pytest.mark.slow) if name in ("vgg16", "resnet50", "densenet121") else name
+    for name in MODELS_FOR_LEDGER + ["efficientnet_lite0"]
+]
 
 
-@pytest.fixture(scope="module")
-def ledger_models() -> dict[str, torch.nn.Module]:
-    out = {name: calibrated(name, size=64) for name in MODELS_FOR_LEDGER}
-    from lrpcli.models import efficientnet_lite0
+@functools.cache
+def ledger_model(name: str) -> torch.nn.Module:
+    """The models of the ledger tests, each built once and only when a test asks for it."""
+    if name == "efficientnet_lite0":
+        from lrpcli.models import efficientnet_lite0
 
-    out["efficientnet_lite0"] = efficientnet_lite0()
-    return out
+        return efficientnet_lite0()
+    return calibrated(name, size=64)
 
 
 def _input_for(name: str) -> torch.Tensor:
@@ -111,9 +120,9 @@ def _input_for(name: str) -> torch.Tensor:
     return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
 
 
-@pytest.mark.parametrize("name", MODELS_FOR_LEDGER + ["efficientnet_lite0"])
-def test_ledger_closes_for_every_preset(ledger_models, name: str) -> None:
-    model = ledger_models[name]
+@pytest.mark.parametrize("name", LEDGER_PARAMS)
+def test_ledger_closes_for_every_preset(name: str) -> None:
+    model = ledger_model(name)
     x = _input_for(name)
     for composite in PRESETS:
         e = explain(model, x, composite, low=-3.0, high=3.0)
@@ -126,9 +135,9 @@ def test_ledger_closes_for_every_preset(ledger_models, name: str) -> None:
             assert float(entry.residual.abs().max()) <= 1e-4 * float(e.ledger.output.abs().max()) + 1e-9
 
 
-@pytest.mark.parametrize("name", MODELS_FOR_LEDGER + ["efficientnet_lite0"])
-def test_bias_free_lrp0_conserves_exactly(ledger_models, name: str) -> None:
-    model = ledger_models[name]
+@pytest.mark.parametrize("name", LEDGER_PARAMS)
+def test_bias_free_lrp0_conserves_exactly(name: str) -> None:
+    model = ledger_model(name)
     x = _input_for(name)
     e = explain(model, x, {"conv": "lrp0", "linear": "lrp0"}, ignore_bias=True, stabilizer=0.0)
     rel = (e.ledger.pixels - e.ledger.output).abs() / e.ledger.output.abs()
@@ -136,8 +145,8 @@ def test_bias_free_lrp0_conserves_exactly(ledger_models, name: str) -> None:
     assert float(e.ledger.absorbed().abs().max()) <= 1e-6 * float(e.ledger.output.abs().max())
 
 
-def test_bias_absorbs_when_kept(ledger_models) -> None:
-    model = ledger_models["resnet50"]
+def test_bias_absorbs_when_kept() -> None:
+    model = ledger_model("resnet50")
     e = explain(model, _input_for("resnet50"), "epsilon")
     bias = sum(float(en.bias.abs().sum()) for en in e.ledger.entries)
     assert bias > 0
@@ -176,8 +185,8 @@ def test_model_left_exactly_as_it_was() -> None:
         assert torch.equal(model(x), out_before)
 
 
-def test_logits_match_the_model(ledger_models) -> None:
-    model = ledger_models["efficientnet_lite0"]
+def test_logits_match_the_model() -> None:
+    model = ledger_model("efficientnet_lite0")
     x = _input_for("efficientnet_lite0")
     e = explain(model, x)
     with torch.no_grad():
@@ -276,7 +285,7 @@ def test_relevance_concentrates_on_the_cup() -> None:
     """
     from PIL import Image
 
-    from lrpcli.images import preprocess
+    from lrpcli.io.preprocess import preprocess
     from lrpcli.models import EFFICIENTNET_LITE_PREPROCESS, efficientnet_lite0, imagenet_categories
 
     model = efficientnet_lite0()
@@ -292,9 +301,9 @@ def test_relevance_concentrates_on_the_cup() -> None:
     assert float(e.ledger.relative_error().max()) <= 1e-5
 
 
-def test_auto_precision_redoes_images_whose_ledger_does_not_close(ledger_models) -> None:
+def test_auto_precision_redoes_images_whose_ledger_does_not_close() -> None:
     """ε everywhere on ResNet50: pixel relevance masses ~1000× f(x), beyond float32's reach."""
-    model = ledger_models["resnet50"]
+    model = ledger_model("resnet50")
     x = _input_for("resnet50")
     fast = explain(model, x, "epsilon", precision="model")
     assert fast.ledger.precision == ["float32", "float32"]
@@ -313,8 +322,8 @@ def test_auto_precision_redoes_images_whose_ledger_does_not_close(ledger_models)
     assert ok.ledger.precision == ["float32", "float32"]
 
 
-def test_ignore_bias_explains_the_bias_free_network_for_the_models_prediction(ledger_models) -> None:
-    model = ledger_models["efficientnet_lite0"]
+def test_ignore_bias_explains_the_bias_free_network_for_the_models_prediction() -> None:
+    model = ledger_model("efficientnet_lite0")
     x = _input_for("efficientnet_lite0")
     e = explain(model, x, "epsilon_plus_flat", ignore_bias=True)
     with torch.no_grad():

@@ -14,6 +14,8 @@ from conftest import calibrate, calibrated
 from lrpcli import Explainer, explain, prepare
 from lrpcli.models.registry import torchvision_classifiers
 
+pytestmark = pytest.mark.slow  # every torchvision family, built and explained
+
 #: (builder, input size, extra builder arguments, the family it stands for)
 FAMILIES: list[tuple[str, int, dict[str, object], str]] = [
     ("alexnet", 64, {}, "AlexNet"),
@@ -102,7 +104,7 @@ def test_layer_norm_and_attention_are_linearised_not_passed() -> None:
 
 def test_swin_window_attention_replays_its_softmax_weights() -> None:
     """Swin's fused attention function is re-run with its softmax answered from the forward pass."""
-    from lrpcli.linearize import SoftmaxFrozen
+    from lrpcli.core.linearize import SoftmaxFrozen
 
     model = _model("swin_t", 64, {})
     frozen = [s.frozen for s in prepare(model).steps if s.kind == "frozen"]

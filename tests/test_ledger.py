@@ -1,4 +1,4 @@
-"""Tests for lrpcli.ledger: the batch's account turned into per-image report data."""
+"""Tests for lrpcli.core.ledger: the batch's account turned into per-image report data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lrpcli.ledger import Ledger, LedgerEntry
+from lrpcli.core.ledger import Ledger, LedgerEntry
 
 
 def _ledger(n: int = 3, steps: int = 4) -> Ledger:

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from lrpcli import explain
-from lrpcli.linearize import AttentionLin, from_module
+from lrpcli.core.linearize import AttentionLin, from_module
 
 EPS = 1e-6
 

@@ -1,4 +1,4 @@
-"""Tests for lrpcli.models: our EfficientNet-Lite0 against the reference port."""
+"""Tests for lrpcli.models: our EfficientNet-Lite0 against the reference port, ImageNet metadata."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for lrpcli.pipeline: output planning and the overlapped batch loop."""
+"""Tests for lrpcli.run.pipeline: the overlapped batch loop."""
 
 from __future__ import annotations
 
@@ -15,17 +15,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import make_images
 from lrpcli import Explainer
-from lrpcli.images import ImageInput, Preprocess, discover
-from lrpcli.pipeline import (
-    OutputConflict,
-    Pipeline,
-    RunSettings,
-    _Emitter,
-    drop_previous_outputs,
-    output_paths,
-    plan_outputs,
-)
+from lrpcli.io.inputs import ImageInput
+from lrpcli.io.preprocess import Preprocess
+from lrpcli.run.outputs import plan_outputs
+from lrpcli.run.entries import ImageEntry
+from lrpcli.run.pipeline import Pipeline, RunSettings, _Emitter
 
 PP = Preprocess(resize=16, crop=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 CATEGORIES = ["apple", "banana", "cherry"]
@@ -44,16 +40,6 @@ def explainer() -> Explainer:
     return Explainer(model, "epsilon")
 
 
-def make_images(folder: Path, n: int, bad: tuple[int, ...] = ()) -> list[ImageInput]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        path = folder / f"img{i:02d}.png"
-        if i in bad:
-            path.write_text("not an image", encoding="utf-8")
-        else:
-            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(path)
-    return discover([str(folder)])
 
 
 def run(
@@ -66,7 +52,7 @@ def run(
     plans = plan_outputs(inputs, out, save_npy=settings.pop("save_npy", False))
     entries: list[dict[str, Any]] = []
     pipe = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, **settings), out_dir=out)
-    outcome = pipe.run(inputs, plans, entries.append, stop)
+    outcome = pipe.run(inputs, plans, lambda e: entries.append(e.to_dict()), stop)
     return entries, outcome
 
 
@@ -75,80 +61,6 @@ def leftovers(out: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- planning
-
-
-def test_output_paths_mirror_rel(tmp_path: Path) -> None:
-    plan = output_paths(tmp_path, Path("a/b/cat.photo.jpg"), save_npy=True)
-    assert plan.heatmap == tmp_path / "a/b/cat.photo.heatmap.png"
-    assert plan.overlay == tmp_path / "a/b/cat.photo.overlay.png"
-    assert plan.relevance == tmp_path / "a/b/cat.photo.relevance.npy"
-    assert output_paths(tmp_path, Path("noext")).heatmap == tmp_path / "noext.heatmap.png"
-
-
-def test_existing_outputs_need_overwrite(tmp_path: Path) -> None:
-    inputs = make_images(tmp_path / "imgs", 3)
-    out = tmp_path / "out"
-    plans = plan_outputs(inputs, out)
-    assert plans[1].overlay == out / "imgs" / "img01.overlay.png"
-    plans[1].overlay.parent.mkdir(parents=True)
-    plans[1].overlay.write_bytes(b"old")
-    (out / "report.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(OutputConflict) as info:
-        plan_outputs(inputs, out)
-    assert str(plans[1].overlay) in str(info.value) and "--overwrite" in str(info.value)
-    plans[1].overlay.unlink()
-    with pytest.raises(OutputConflict, match="report.json already exists"):
-        plan_outputs(inputs, out)
-    plan_outputs(inputs, out, overwrite=True)
-
-
-def test_never_over_an_input(tmp_path: Path) -> None:
-    folder = tmp_path / "d"
-    folder.mkdir()
-    Image.new("RGB", (4, 4)).save(folder / "a.png")
-    Image.new("RGB", (4, 4)).save(folder / "a.heatmap.png")
-    inputs = discover([str(folder / "a.png"), str(folder / "a.heatmap.png")])
-    with pytest.raises(OutputConflict, match="is one of the input images"):
-        plan_outputs(inputs, folder, overwrite=True)
-
-
-def test_never_outside_out(tmp_path: Path) -> None:
-    inputs = make_images(tmp_path / "imgs", 1)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "imgs").symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(OutputConflict, match="outside the output folder"):
-        plan_outputs(inputs, out, overwrite=True)
-    (out / "imgs").unlink()
-    (out / "imgs").mkdir()
-    (out / "imgs" / "img00.heatmap.png").symlink_to(elsewhere / "x.png")
-    with pytest.raises(OutputConflict, match="outside the output folder"):
-        plan_outputs(inputs, out, overwrite=True)
-    assert list(elsewhere.iterdir()) == []
-
-
-def test_out_must_be_a_folder(tmp_path: Path) -> None:
-    inputs = make_images(tmp_path / "imgs", 1)
-    (tmp_path / "file").write_text("x", encoding="utf-8")
-    with pytest.raises(OutputConflict, match="not a folder"):
-        plan_outputs(inputs, tmp_path / "file")
-
-
-def test_drop_previous_outputs(tmp_path: Path) -> None:
-    inputs = make_images(tmp_path / "imgs", 2)
-    out = tmp_path / "imgs" / "out"
-    out.mkdir()
-    Image.new("RGB", (4, 4)).save(out / "img00.heatmap.png")
-    Image.new("RGB", (4, 4)).save(out / "img00.overlay.png")
-    Image.new("RGB", (4, 4)).save(out / "keep.png")
-    kept, dropped = drop_previous_outputs(discover([str(tmp_path / "imgs")]), out)
-    assert sorted(p.path.name for p in dropped) == ["img00.heatmap.png", "img00.overlay.png"]
-    assert sorted(p.path.name for p in kept) == ["img00.png", "img01.png", "keep.png"]
-    kept, dropped = drop_previous_outputs(discover([str(tmp_path / "imgs")]), out, keep=[out / "img00.overlay.png"])
-    assert [p.path.name for p in dropped] == ["img00.heatmap.png"]  # named files are kept
-    assert len(inputs) == 2
 
 
 # --------------------------------------------------------------------------- the loop
@@ -228,7 +140,7 @@ def test_pending_work_is_bounded(explainer: Explainer, tmp_path: Path, monkeypat
             state["accepted"] += len(futures)
             state["peak"] = max(state["peak"], state["accepted"] - state["emitted"])
 
-    def emit(entry: dict[str, Any]) -> None:
+    def emit(entry: ImageEntry) -> None:
         with lock:
             state["emitted"] += 1
 
@@ -247,9 +159,9 @@ def test_report_work_runs_off_the_model_thread(explainer: Explainer, tmp_path: P
     names: set[str] = set()
     entries: list[dict[str, Any]] = []
 
-    def emit(entry: dict[str, Any]) -> None:
+    def emit(entry: ImageEntry) -> None:
         names.add(threading.current_thread().name)
-        entries.append(entry)
+        entries.append(entry.to_dict())
 
     inputs = make_images(tmp_path / "imgs", 7, bad=(3,))
     plans = plan_outputs(inputs, tmp_path / "out")
@@ -272,7 +184,7 @@ def test_an_emit_error_reaches_the_caller(explainer: Explainer, tmp_path: Path) 
     """A failing callback (say, the report's disk is full) ends the run with that error."""
     calls = [0]
 
-    def emit(entry: dict[str, Any]) -> None:
+    def emit(entry: ImageEntry) -> None:
         calls[0] += 1
         if calls[0] == 2:
             raise OSError("no space left on device")
@@ -301,8 +213,8 @@ def test_stop_event_ends_run_cleanly(explainer: Explainer, tmp_path: Path) -> No
     plans = plan_outputs(inputs, out)
     entries: list[dict[str, Any]] = []
 
-    def emit(entry: dict[str, Any]) -> None:
-        entries.append(entry)
+    def emit(entry: ImageEntry) -> None:
+        entries.append(entry.to_dict())
         stop.set()  # "SIGINT" after the first image
 
     pipe = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP, batch_size=2), out_dir=out)
@@ -337,7 +249,7 @@ def test_write_failure_is_an_error_entry(explainer: Explainer, tmp_path: Path) -
     plans = plan_outputs(inputs, out)
     (out / "imgs" / "img01.heatmap.png").mkdir()  # a folder where the file should go
     entries: list[dict[str, Any]] = []
-    Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP), out_dir=out).run(inputs, plans, entries.append)
+    Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP), out_dir=out).run(inputs, plans, lambda e: entries.append(e.to_dict()))
     assert [e["status"] for e in entries] == ["ok", "error", "ok"]
     assert entries[1]["error"].startswith("cannot write outputs: ")
     assert leftovers(out) == []
@@ -376,6 +288,6 @@ def test_heatmap_colours_in_written_png(explainer: Explainer, tmp_path: Path) ->
 
 def test_no_work_for_empty_input(explainer: Explainer, tmp_path: Path) -> None:
     entries: list[dict[str, Any]] = []
-    outcome = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP), out_dir=tmp_path).run([], [], entries.append)
+    outcome = Pipeline(explainer, CATEGORIES, RunSettings(preprocess=PP), out_dir=tmp_path).run([], [], lambda e: entries.append(e.to_dict()))
     assert entries == [] and outcome.processed == 0
     assert not os.listdir(tmp_path)

@@ -1,4 +1,4 @@
-"""Tests for lrpcli.report: the streamed, atomically written report.json."""
+"""Tests for lrpcli.run.report: the streamed, atomically written report.json."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrpcli.report import (
+from lrpcli.run.report import (
     REPORT_KIND,
     SCHEMA_VERSION,
     ReportWriter,
@@ -21,29 +21,30 @@ from lrpcli.report import (
     jsonl_line,
     pretty_json,
 )
+from lrpcli.run.entries import ImageEntry, Prediction, Result, Target
 
 
-def ok_entry(i: int, rel_closure: float = 1e-8, f_x: float = 2.0, steps: int = 3) -> dict[str, Any]:
-    return {
-        "index": i,
-        "input": f"img{i}.png",
-        "status": "ok",
-        "error": None,
-        "warnings": [],
-        "f_x": f_x,
-        "conservation": {"error": -1.0, "relative_error": -0.5},
-        "ledger": {
+def ok_entry(i: int, rel_closure: float = 1e-8, f_x: float = 2.0, steps: int = 3) -> ImageEntry:
+    result = Result(
+        image={"width": 4, "height": 3},
+        top_k=[Prediction(1, "b", 0.9, f_x)],
+        target=Target(1, "b", "predicted", 0.9),
+        f_x=f_x,
+        relevance={"sum": 1.0, "positive": 1.0, "negative": 0.0},
+        conservation={"error": -1.0, "relative_error": -0.5},
+        ledger={
             "f_x": f_x,
             "sum_pixels": 1.0,
             "closure_error": rel_closure * f_x,
             "relative_closure_error": rel_closure,
             "steps": [{"step": f"s{k}", "r_out": 1.0, "r_in": 1.0, "module": None} for k in range(steps)],
         },
-    }
+    )
+    return ImageEntry(i, f"img{i}.png", f"img{i}.png", result=result)
 
 
-def error_entry(i: int) -> dict[str, Any]:
-    return {"index": i, "input": f"bad{i}.png", "status": "error", "error": "not an image", "warnings": ["w"]}
+def error_entry(i: int) -> ImageEntry:
+    return ImageEntry(i, f"bad{i}.png", f"bad{i}.png", status="error", error="not an image", warnings=["w"])
 
 
 def test_report_document(tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_report_document(tmp_path: Path) -> None:
     assert list(doc) == ["schema_version", "kind", "run", "summary", "images"]
     assert doc["run"] == {"model": {"name": "m"}, "finished_at": "now"}
     assert [e["index"] for e in doc["images"]] == [0, 1, 2]
-    assert doc["images"][0] == ok_entry(0, 1e-8)
+    assert doc["images"][0] == ok_entry(0, 1e-8).to_dict()
     s = doc["summary"]
     assert s == summary
     assert (s["inputs"], s["processed"], s["ok"], s["failed"], s["not_processed"]) == (4, 3, 2, 1, 1)
@@ -95,8 +96,9 @@ def test_empty_and_interrupted_report(tmp_path: Path) -> None:
 
 def test_non_finite_numbers_become_null(tmp_path: Path) -> None:
     entry = ok_entry(0)
-    entry["f_x"] = math.nan
-    entry["ledger"]["relative_closure_error"] = math.inf
+    assert entry.result is not None
+    entry.result.f_x = math.nan
+    entry.result.ledger["relative_closure_error"] = math.inf
     writer = ReportWriter(tmp_path / "r.json", {"v": np.float32(1.5), "t": torch.tensor([1.0, 2.0])}, inputs=1, tolerance=1e-5)
     writer.add(entry)
     summary = writer.write()
@@ -144,7 +146,7 @@ def test_pretty_json_round_trips() -> None:
 
 
 def test_steps_one_per_line() -> None:
-    text = dumps_entry(ok_entry(0, steps=4), level=2)
+    text = dumps_entry(ok_entry(0, steps=4).to_dict(), level=2)
     lines = text.splitlines()
     step_lines = [line for line in lines if line.lstrip().startswith('{"step"')]
     assert len(step_lines) == 4
@@ -152,7 +154,7 @@ def test_steps_one_per_line() -> None:
 
 
 def test_jsonl_line() -> None:
-    line = jsonl_line(ok_entry(3))
+    line = jsonl_line(ok_entry(3).to_dict())
     assert "\n" not in line
-    assert json.loads(line) == ok_entry(3)
+    assert json.loads(line) == ok_entry(3).to_dict()
     assert json_safe({"a": (1, np.int64(2)), "b": Path("x/y")}) == {"a": [1, 2], "b": "x/y"}

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from lrpcli.layers import Affine, from_module
-from lrpcli.rules import AlphaBeta, Epsilon, Flat, Gamma, LRP0, WSquare, ZBox, ZPlus, make_rule
+from lrpcli.core.layers import Affine, from_module
+from lrpcli.core.rules import AlphaBeta, Epsilon, Flat, Gamma, LRP0, WSquare, ZBox, ZPlus, make_rule
 
 DT = torch.float64
 

@@ -9,26 +9,21 @@ Exit codes: 0 all images explained; 1 some images failed (the report is still co
 2 usage or config error; 3 the model could not be loaded; 130 interrupted (SIGINT/SIGTERM:
 the report covers the images that finished).
 
-Modules: :mod:`~lrpcli.cli.common` (the Typer app, exit codes, consoles, shared options and
-loading helpers); :mod:`~lrpcli.cli.explain` with :mod:`~lrpcli.cli.explain_run` and
-:mod:`~lrpcli.cli.explain_output`; :mod:`~lrpcli.cli.evaluate` with
-:mod:`~lrpcli.cli.evaluate_run`; :mod:`~lrpcli.cli.info` (``models``, ``composites``,
-``inspect``, ``config check``). Importing this package registers every command on ``app``.
+Modules: :mod:`~lrpcli.cli.app` (the root app), :mod:`~lrpcli.cli.errors` (exit codes,
+consoles), :mod:`~lrpcli.cli.options` (shared option types), :mod:`~lrpcli.cli.loading`
+(config, model, explainer, inputs, device); one module per command: :mod:`~lrpcli.cli.explain`
+(with :mod:`~lrpcli.cli.explain_run` and :mod:`~lrpcli.cli.explain_output`),
+:mod:`~lrpcli.cli.evaluate` (with :mod:`~lrpcli.cli.evaluate_run`), :mod:`~lrpcli.cli.inspect`,
+:mod:`~lrpcli.cli.models`, :mod:`~lrpcli.cli.composites`, :mod:`~lrpcli.cli.config`.
+Importing this package registers every command on ``app``.
 """
 
 from __future__ import annotations
 
 # Importing a command module registers its commands, in this order in ``lrp --help``.
-from lrpcli.cli import explain, evaluate, info  # noqa: F401, I001
-from lrpcli.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_MODEL,
-    EXIT_OK,
-    EXIT_USAGE,
-    app,
-    main,
-)
+from lrpcli.cli import explain, evaluate, models, composites, inspect, config  # noqa: F401, I001
+from lrpcli.cli.app import app, main
+from lrpcli.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 
 __all__ = [
     "EXIT_FAILED",

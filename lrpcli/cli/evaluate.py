@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-from lrpcli import PRESETS
-from lrpcli.cli.common import (
+from lrpcli.cli.app import app
+from lrpcli.cli.errors import exit_with, stderr_console
+from lrpcli.cli.evaluate_run import run_evaluate
+from lrpcli.cli.options import (
     ConfigOption,
     DeviceChoice,
     DeviceOption,
@@ -17,12 +19,9 @@ from lrpcli.cli.common import (
     OverwriteOption,
     PathsArgument,
     QuietOption,
-    _exit_with,
-    _stderr_console,
-    app,
 )
-from lrpcli.cli.evaluate_run import run_evaluate
-from lrpcli.evaluate import BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
+from lrpcli.core.composites import PRESETS
+from lrpcli.evaluation.flipping import BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
 
 __all__ = ["evaluate"]
 
@@ -87,8 +86,8 @@ def evaluate(
 
     Writes evaluation.json and evaluation.png into --out; --json prints evaluation.json.
     """
-    console = _stderr_console()
-    _exit_with(
+    console = stderr_console()
+    exit_with(
         console,
         lambda: run_evaluate(
             console,

@@ -13,7 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from lrpcli.cli.common import (
+from lrpcli.cli.app import app
+from lrpcli.cli.errors import exit_with, stderr_console
+from lrpcli.cli.explain_run import ExplainOptions, run_explain
+from lrpcli.cli.options import (
     AllowPythonOption,
     CompositeOption,
     ConfigOption,
@@ -24,11 +27,7 @@ from lrpcli.cli.common import (
     OverwriteOption,
     PathsArgument,
     QuietOption,
-    _exit_with,
-    _stderr_console,
-    app,
 )
-from lrpcli.cli.explain_run import run_explain
 
 __all__ = ["explain"]
 
@@ -112,37 +111,33 @@ def explain(
 
     Outputs mirror the input tree; --json prints the report, --jsonl one line per image as it finishes.
     """
-    console = _stderr_console()
+    console = stderr_console()
     stop = threading.Event()
+    options = ExplainOptions(
+        paths=list(paths or []),
+        config=config,
+        out=out,
+        composite=composite,
+        target=target,
+        top_k=top_k,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        json_out=json_out,
+        jsonl_out=jsonl_out,
+        quiet=quiet,
+        overwrite=overwrite,
+        fail_fast=fail_fast,
+        null=null,
+        save_npy=save_npy,
+        cmap=cmap,
+        max_pixels=max_pixels,
+        resume=resume,
+        allow_python=list(allow_python or []),
+    )
     previous = _install_signal_handlers(stop)
     try:
-        _exit_with(
-            console,
-            lambda: run_explain(
-                console,
-                stop,
-                paths=list(paths or []),
-                config=config,
-                out=out,
-                composite=composite,
-                target=target,
-                top_k=top_k,
-                batch_size=batch_size,
-                workers=workers,
-                device=device,
-                json_out=json_out,
-                jsonl_out=jsonl_out,
-                quiet=quiet,
-                overwrite=overwrite,
-                fail_fast=fail_fast,
-                null=null,
-                save_npy=save_npy,
-                cmap=cmap,
-                max_pixels=max_pixels,
-                resume=resume,
-                allow_python=list(allow_python or []),
-            ),
-        )
+        exit_with(console, lambda: run_explain(console, stop, options))
     finally:
         _restore_signal_handlers(previous)
 

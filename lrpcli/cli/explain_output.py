@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
-from lrpcli.cli.common import _error, _warn
-from lrpcli.pipeline import REPORT_NAME
+from lrpcli.cli.errors import error, warn
+from lrpcli.run.entries import ImageEntry
+from lrpcli.run.outputs import REPORT_NAME
 
 __all__ = ["RateColumn", "log_entry", "log_summary", "print_report", "write_stdout"]
 
@@ -57,25 +58,25 @@ def _silence_stdout() -> None:
         pass
 
 
-def log_entry(console: Console, entry: dict[str, Any], quiet: bool) -> None:
+def log_entry(console: Console, entry: ImageEntry, quiet: bool) -> None:
     """One image's line on standard error: its error, or (unless ``quiet``) its warnings and result."""
-    name = entry.get("input", "?")
-    if entry.get("status") != "ok":
-        _error(console, f"{name}: {entry.get('error')}")
+    name = entry.input
+    if not entry.ok or entry.result is None:
+        error(console, f"{name}: {entry.error}")
         return
     if quiet:
         return
-    for message in entry.get("warnings") or []:
-        _warn(console, f"{name}: {message}")
-    target = entry.get("target") or {}
-    prob = target.get("probability")
+    for message in entry.warnings:
+        warn(console, f"{name}: {message}")
+    target = entry.result.target
+    prob = target.probability
     shown = f"{prob * 100:.1f}%" if isinstance(prob, float) else "?"
-    rel = (entry.get("ledger") or {}).get("relative_closure_error")
+    rel = entry.result.ledger.get("relative_closure_error")
     closure = f"{rel:.1e}" if isinstance(rel, float) else "n/a"
     console.print(
         Text.assemble(
             ("ok ", "green"),
-            f"{name}: {target.get('label')} ({shown}), ledger closure {closure}",
+            f"{name}: {target.label} ({shown}), ledger closure {closure}",
         )
     )
 
@@ -85,19 +86,19 @@ def log_summary(console: Console, summary: dict[str, Any], out: Path, quiet: boo
     done, total = summary["processed"], summary["inputs"]
     failed = summary["failed"]
     if summary["interrupted"]:
-        _warn(console, f"interrupted: {done} of {total} images finished; report: {out / REPORT_NAME}")
+        warn(console, f"interrupted: {done} of {total} images finished; report: {out / REPORT_NAME}")
     elif summary["stopped_early"]:
-        _error(console, f"stopped at the first failure (--fail-fast): {done} of {total} images processed")
+        error(console, f"stopped at the first failure (--fail-fast): {done} of {total} images processed")
     check = summary["closure_check"]
     worst = summary["max_relative_closure_error"]
     if check == "fail":
-        _warn(
+        warn(
             console,
             f"ledger closure above the tolerance {summary['tolerance']:g} for "
             f"{len(summary['over_tolerance'])} image(s), worst {worst:.2e}",
         )
     if failed:
-        _error(console, f"{failed} of {total} images failed; see {out / REPORT_NAME}")
+        error(console, f"{failed} of {total} images failed; see {out / REPORT_NAME}")
     if quiet:
         return
     rate = summary.get("images_per_second")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +23,58 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from lrpcli import Explainer
-from lrpcli.cli.common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    _check_python_allowed,
-    _discover_inputs,
-    _Fail,
-    _input_paths,
-    _load_config,
-    _load_model,
-    _make_explainer,
-    _now,
-    _preset_name,
-    _resolve_device,
-    _warn,
-    config_digest,
-    run_header,
-    tool_versions,
+from lrpcli.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Fail, warn
+from lrpcli.cli.explain_output import RateColumn, log_entry, log_summary, print_report, write_stdout
+from lrpcli.cli.loading import (
+    check_python_allowed,
+    discover_inputs,
+    input_paths,
+    load_cli_config,
+    load_cli_model,
+    make_explainer,
+    preset_name,
+    resolve_device,
 )
-from lrpcli.cli.explain_output import (
-    RateColumn,
-    log_entry,
-    log_summary,
-    print_report,
-    write_stdout,
-)
+from lrpcli.cli.options import DeviceChoice
 from lrpcli.config import Config
-from lrpcli.images import ImageInput
-from lrpcli.models.registry import LoadedModel
-from lrpcli.pipeline import (
-    REPORT_NAME,
-    OutputConflict,
-    OutputPaths,
-    Pipeline,
-    RunSettings,
-    plan_outputs,
-)
-from lrpcli.render import get_cmap
-from lrpcli.report import ReportWriter, jsonl_line
-from lrpcli.resume import ResumeError, ResumeState, load_previous
+from lrpcli.core.engine import Explainer
+from lrpcli.io.inputs import ImageInput
+from lrpcli.io.render import get_cmap
+from lrpcli.models.sources import describe
+from lrpcli.models.spec import LoadedModel
+from lrpcli.run.entries import ImageEntry, config_digest, now, run_header, tool_versions
+from lrpcli.run.outputs import REPORT_NAME, OutputConflict, OutputPaths, plan_outputs
+from lrpcli.run.pipeline import Pipeline, RunSettings
+from lrpcli.run.report import ReportWriter, jsonl_line
+from lrpcli.run.resume import ResumeError, ResumeState, load_previous
 
-__all__ = ["run_explain"]
+__all__ = ["ExplainOptions", "run_explain"]
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """The options of ``lrp explain`` (see its ``--help``)."""
+
+    paths: list[str] = field(default_factory=list)
+    config: str | None = None
+    out: Path = Path("lrp-out")
+    composite: str | None = None
+    target: str = "pred"
+    top_k: int = 5
+    batch_size: int = 8
+    workers: int = 2
+    device: DeviceChoice = DeviceChoice.auto
+    json_out: bool = False
+    jsonl_out: bool = False
+    quiet: bool = False
+    overwrite: bool = False
+    fail_fast: bool = False
+    null: bool = False
+    save_npy: bool = False
+    cmap: str | None = None
+    max_pixels: int | None = None
+    resume: bool = False
+    allow_python: list[Path] = field(default_factory=list)
 
 
 def _parse_target(text: str, categories: list[str]) -> int | None:
@@ -77,7 +86,7 @@ def _parse_target(text: str, categories: list[str]) -> int | None:
     if value.lstrip("-").isdigit():
         index = int(value)
         if not 0 <= index < n:
-            raise _Fail(EXIT_USAGE, f"--target {value}: class index out of range 0..{n - 1}")
+            raise Fail(EXIT_USAGE, f"--target {value}: class index out of range 0..{n - 1}")
         return index
     matches = [i for i, name in enumerate(categories) if name == value]
     if not matches:
@@ -87,84 +96,84 @@ def _parse_target(text: str, categories: list[str]) -> int | None:
         return matches[0]
     if len(matches) > 1:
         listed = ", ".join(str(i) for i in matches)
-        raise _Fail(
+        raise Fail(
             EXIT_USAGE, f"--target {value!r} names several classes ({listed}); give the index instead"
         )
     close = difflib.get_close_matches(value, categories, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise _Fail(
+    raise Fail(
         EXIT_USAGE,
         f"--target {value!r}: no class with that name{hint} (use pred, a class index 0..{n - 1}, "
         "or an exact class name)",
     )
 
 
-def run_explain(console: Console, stop: threading.Event, **o: Any) -> int:
+def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> int:
     """Run ``lrp explain`` with the command's options ``o``; returns the exit code (usage and model
     errors raise ``_Fail``). Setting ``stop`` finishes the images in flight and writes the report."""
     # -- arguments, before any real work ------------------------------------------------------
-    if o["json_out"] and o["jsonl_out"]:
-        raise _Fail(EXIT_USAGE, "--json and --jsonl cannot be combined; choose one")
-    if o["resume"] and o["overwrite"]:
-        raise _Fail(
+    if o.json_out and o.jsonl_out:
+        raise Fail(EXIT_USAGE, "--json and --jsonl cannot be combined; choose one")
+    if o.resume and o.overwrite:
+        raise Fail(
             EXIT_USAGE,
             "--resume and --overwrite cannot be combined: --resume keeps finished outputs, "
             "--overwrite redoes them; choose one",
         )
-    paths = _input_paths(o["paths"], "explain")
-    if o["null"] and "-" not in paths:
-        raise _Fail(EXIT_USAGE, "--null applies to paths read from standard input; add - to the paths")
+    paths = input_paths(o.paths, "explain")
+    if o.null and "-" not in paths:
+        raise Fail(EXIT_USAGE, "--null applies to paths read from standard input; add - to the paths")
     overrides: dict[str, Any] = {}
-    if o["composite"] is not None:
-        overrides["rules"] = _preset_name(o["composite"])
-    if o["cmap"] is not None:
+    if o.composite is not None:
+        overrides["rules"] = preset_name(o.composite)
+    if o.cmap is not None:
         try:
-            get_cmap(o["cmap"])
+            get_cmap(o.cmap)
         except ValueError as exc:
-            raise _Fail(EXIT_USAGE, f"--cmap: {str(exc).split(' Valid choices')[0]}") from None
-        overrides["render.cmap"] = o["cmap"]
-    if o["max_pixels"] is not None:
-        overrides["input.max_pixels"] = o["max_pixels"]
-    cfg = _load_config(o["config"], overrides)
-    _check_python_allowed(console, cfg, o["allow_python"])
+            raise Fail(EXIT_USAGE, f"--cmap: {str(exc).split(' Valid choices')[0]}") from None
+        overrides["render.cmap"] = o.cmap
+    if o.max_pixels is not None:
+        overrides["input.max_pixels"] = o.max_pixels
+    cfg = load_cli_config(o.config, overrides)
+    check_python_allowed(console, cfg, o.allow_python)
 
-    out: Path = o["out"]
-    inputs = _discover_inputs(console, paths, out, null=o["null"])
-    resuming = bool(o["resume"]) and (out / REPORT_NAME).exists()
+    out: Path = o.out
+    inputs = discover_inputs(console, paths, out, null=o.null)
+    resuming = bool(o.resume) and (out / REPORT_NAME).exists()
     try:  # resuming from a matching report: outputs of images not finished may be replaced
         plans = plan_outputs(
-            inputs, out, save_npy=o["save_npy"], overwrite=o["overwrite"] or resuming
+            inputs, out, save_npy=o.save_npy, overwrite=o.overwrite or resuming
         )
     except OutputConflict as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise Fail(EXIT_USAGE, str(exc)) from None
     state = _previous_run(console, out, inputs, plans, cfg, o) if resuming else None
     todo = state.todo() if state is not None else list(range(len(inputs)))
-    device = _resolve_device(o["device"])
+    device = resolve_device(o.device)
     if state is not None and not todo:
         return _all_reused(console, state, cfg, out, o)
 
     # -- model ----------------------------------------------------------------------------------
-    quiet: bool = o["quiet"]
+    quiet: bool = o.quiet
     if not quiet:
-        console.print(Text(f"loading {cfg.model.describe()} on {device}", style="dim"))
-    loaded = _load_model(cfg, device)
-    target = _parse_target(o["target"], loaded.categories)
-    explainer = _make_explainer(loaded, cfg)
+        console.print(Text(f"loading {describe(cfg.model)} on {device}", style="dim"))
+    loaded = load_cli_model(cfg, device)
+    target = _parse_target(o.target, loaded.categories)
+    explainer = make_explainer(loaded, cfg)
 
     # -- run ------------------------------------------------------------------------------------
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _Fail(EXIT_USAGE, f"--out {out}: cannot create the folder ({exc})") from None
+        raise Fail(EXIT_USAGE, f"--out {out}: cannot create the folder ({exc})") from None
     settings = RunSettings(
         preprocess=cfg.preprocess,
         render=cfg.render,
-        batch_size=o["batch_size"],
-        workers=o["workers"],
+        batch_size=o.batch_size,
+        workers=o.workers,
         target=target,
-        top_k=o["top_k"],
-        save_npy=o["save_npy"],
-        fail_fast=o["fail_fast"],
+        top_k=o.top_k,
+        save_npy=o.save_npy,
+        fail_fast=o.fail_fast,
         max_pixels=cfg.max_pixels,
         ledger_steps=cfg.report.ledger_steps,
     )
@@ -196,18 +205,18 @@ def run_explain(console: Console, stop: threading.Event, **o: Any) -> int:
             for old in state.entries_before(before):
                 writer.add(old, reused=True)
 
-    def emit(entry: dict[str, Any]) -> None:
+    def emit(entry: ImageEntry) -> None:
         if state is not None:  # the pipeline numbers the images it was given; restore the input order
-            entry["index"] = todo[entry["index"]]
-            add_reused(entry["index"])
+            entry.index = todo[entry.index]
+            add_reused(entry.index)
         writer.add(entry)
-        if o["jsonl_out"] and stdout_ok[0]:
-            write_stdout(jsonl_line(entry) + "\n", stdout_ok)
+        if o.jsonl_out and stdout_ok[0]:
+            write_stdout(jsonl_line(entry.to_dict()) + "\n", stdout_ok)
         log_entry(console, entry, quiet)
         progress.advance(task)
         if stop.is_set() and not stop_noted[0]:
             stop_noted[0] = True
-            _warn(console, "interrupt received: finishing the images in progress, then writing the report")
+            warn(console, "interrupt received: finishing the images in progress, then writing the report")
 
     interrupted = stop.is_set()
     outcome = None
@@ -236,11 +245,11 @@ def run_explain(console: Console, stop: threading.Event, **o: Any) -> int:
                 stopped_early=stopped_early,
                 exit_code=code,
                 elapsed_s=elapsed,
-                run_updates={"finished_at": _now(), "duration_s": elapsed},
+                run_updates={"finished_at": now(), "duration_s": elapsed},
             )
         finally:
             writer.close()
-    if o["json_out"]:
+    if o.json_out:
         print_report(out)
     log_summary(console, summary, out, quiet)
     return code
@@ -252,16 +261,16 @@ def _previous_run(
     inputs: list[ImageInput],
     plans: list[OutputPaths],
     cfg: Config,
-    o: dict[str, Any],
+    o: ExplainOptions,
 ) -> ResumeState:
     """Load ``OUT/report.json`` for ``--resume`` (usage error if it cannot be reused)."""
-    options = {"target": o["target"], "top_k": o["top_k"], "save_npy": o["save_npy"]}
+    options = {"target": o.target, "top_k": o.top_k, "save_npy": o.save_npy}
     try:
         state = load_previous(out, inputs, plans, digest=cfg.digest(), options=options)
     except ResumeError as exc:
-        raise _Fail(EXIT_USAGE, str(exc)) from None
+        raise Fail(EXIT_USAGE, str(exc)) from None
     assert state is not None  # the report exists
-    if not o["quiet"]:
+    if not o.quiet:
         console.print(
             Text(
                 f"resuming from {state.report}: {state.reused} of {len(inputs)} images already "
@@ -281,14 +290,14 @@ def _resumed_info(state: ResumeState) -> dict[str, Any]:
     }
 
 
-def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o: dict[str, Any]) -> int:
+def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o: ExplainOptions) -> int:
     """``--resume`` with every image already done: rewrite the report, load no model, explain nothing."""
     started = time.perf_counter()
     run_info = dict(state.run)  # same config digest, so the same model, rules and layers
     run_info.update(
         options={**(state.run.get("options") or {}), "resume": True},
         **tool_versions(),
-        started_at=_now(),
+        started_at=now(),
         out_dir=out.as_posix(),
         resumed=_resumed_info(state),
     )
@@ -300,14 +309,14 @@ def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o:
         summary = writer.write(
             exit_code=EXIT_OK,
             elapsed_s=elapsed,
-            run_updates={"finished_at": _now(), "duration_s": elapsed},
+            run_updates={"finished_at": now(), "duration_s": elapsed},
         )
     finally:
         writer.close()
         state.close()
-    if o["json_out"]:
+    if o.json_out:
         print_report(out)
-    log_summary(console, summary, out, o["quiet"])
+    log_summary(console, summary, out, o.quiet)
     return EXIT_OK
 
 
@@ -317,7 +326,7 @@ def _run_info(
     explainer: Explainer,
     device: torch.device,
     out: Path,
-    o: dict[str, Any],
+    o: ExplainOptions,
     settings: RunSettings,
 ) -> dict[str, Any]:
     """report.json's ``run``: the shared header, then composite, layers, config, options, out."""
@@ -327,7 +336,7 @@ def _run_info(
         for row in explainer.rule_table()
         if row["kind"] == "affine"
     ]
-    run = run_header(cfg, loaded, device, started_at=_now())
+    run = run_header(cfg, loaded, device, started_at=now())
     run["model"]["parameters"] = sum(p.numel() for p in loaded.module.parameters())
     return {
         **run,
@@ -340,14 +349,14 @@ def _run_info(
         "layers": layers,
         "config": {**config_digest(cfg), "resolved": resolved},
         "options": {
-            "target": o["target"],
+            "target": o.target,
             "top_k": settings.top_k,
             "batch_size": settings.batch_size,
             "workers": settings.workers,
             "save_npy": settings.save_npy,
             "fail_fast": settings.fail_fast,
-            "overwrite": o["overwrite"],
-            "resume": o["resume"],
+            "overwrite": o.overwrite,
+            "resume": o.resume,
         },
         "out_dir": out.as_posix(),
     }

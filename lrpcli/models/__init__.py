@@ -14,18 +14,15 @@ from lrpcli.models.imagenet import (
     Preprocess,
     imagenet_categories,
 )
-from lrpcli.models.registry import (
-    EMBEDDED_MODELS,
-    LoadedModel,
-    ModelLoadError,
-    ModelSpec,
-    load_model,
-)
+from lrpcli.models.registry import EMBEDDED_MODELS
+from lrpcli.models.sources import SOURCES, load_model
+from lrpcli.models.spec import LoadedModel, ModelLoadError, ModelSpec
 
 __all__ = [
     "EFFICIENTNET_LITE_PREPROCESS",
     "EMBEDDED_MODELS",
     "IMAGENET_PREPROCESS",
+    "SOURCES",
     "WEIGHTS_SOURCE",
     "EfficientNetLite",
     "LoadedModel",

@@ -1,6 +1,6 @@
 """ImageNet-1k class names and the input preprocessing our models expect.
 
-:class:`Preprocess` itself lives in :mod:`lrpcli.images` (re-exported here).
+:class:`Preprocess` itself lives in :mod:`lrpcli.io.preprocess` (re-exported here).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-from lrpcli.images import Preprocess
+from lrpcli.io.preprocess import Preprocess
 
 __all__ = [
     "EFFICIENTNET_LITE_PREPROCESS",

@@ -18,13 +18,13 @@ import itertools
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from lrpcli.models.registry import ModelSpec
+from lrpcli.models.spec import ModelLoadError, ModelSpec
+from lrpcli.models.weights import check_state_dict, load_state_dict_file, sha256_file
 
 __all__ = ["build_python_model", "import_module_class", "infer_num_classes", "parse_reference"]
 
@@ -46,8 +46,6 @@ def _module_name(code: Path) -> str:
 
 def import_module_class(code: Path, class_name: str) -> type[nn.Module]:
     """Import ``code`` under a fresh module name and return its ``nn.Module`` subclass ``class_name``."""
-    from lrpcli.models.registry import ModelLoadError
-
     where = f"{code}:{class_name}"
     if not code.is_file():
         raise ModelLoadError(f"{where}: the Python file does not exist")
@@ -90,8 +88,6 @@ def import_module_class(code: Path, class_name: str) -> type[nn.Module]:
 
 def infer_num_classes(module: nn.Module, input_size: int, where: str) -> int:
     """The number of outputs of ``module`` on one zero image ``(1, 3, input_size, input_size)``."""
-    from lrpcli.models.registry import ModelLoadError
-
     try:
         with torch.no_grad():
             logits = module.eval()(torch.zeros(1, 3, input_size, input_size))
@@ -110,8 +106,6 @@ def infer_num_classes(module: nn.Module, input_size: int, where: str) -> int:
 
 def build_python_model(spec: ModelSpec) -> tuple[nn.Module, int, str]:
     """Build ``spec``'s class, load its weights; return ``(module, num_classes, weights_source)``."""
-    from lrpcli.models.registry import ModelLoadError, _check_state_dict, _sha256, load_state_dict_file
-
     assert spec.code is not None and spec.path is not None
     where = f"{spec.code}:{spec.name}"
     cls = import_module_class(spec.code, spec.name)
@@ -127,7 +121,7 @@ def build_python_model(spec: ModelSpec) -> tuple[nn.Module, int, str]:
     if not spec.path.is_file():
         raise ModelLoadError(f"{spec.path}: weights file not found")
     state = load_state_dict_file(spec.path)
-    _check_state_dict(module, state, spec.path)
+    check_state_dict(module, state, spec.path)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -138,7 +132,7 @@ def build_python_model(spec: ModelSpec) -> tuple[nn.Module, int, str]:
             f"{where}: the model returns {outputs} logits but model.num_classes is {spec.num_classes}"
         )
     source = (
-        f"python {spec.code} (sha256 {_sha256(spec.code)}), class {spec.name}, "
-        f"weights {spec.path} (sha256 {_sha256(spec.path)})"
+        f"python {spec.code} (sha256 {sha256_file(spec.code)}), class {spec.name}, "
+        f"weights {spec.path} (sha256 {sha256_file(spec.path)})"
     )
     return module, outputs, source

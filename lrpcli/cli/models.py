@@ -1,0 +1,76 @@
+"""``lrp models``: the model sources a config can name, and which torchvision weights are cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rich.table import Table
+from rich.text import Text
+
+from lrpcli.cli.app import app
+from lrpcli.cli.errors import stdout_console
+from lrpcli.models.registry import EMBEDDED_MODELS, torchvision_classifiers, torchvision_weights, weight_names
+from lrpcli.models.weights import WEIGHT_FILE_SUFFIXES, cached_weights_path
+
+__all__ = ["models"]
+
+
+@app.command()
+def models() -> None:
+    """List the model sources a config can name (and which torchvision weights are cached)."""
+    console = stdout_console()
+    console.print(Text("Model sources for the config's model: section", style="bold"))
+    console.print()
+    console.print(Text("embedded: NAME   (weights bundled, works offline)", style="bold"))
+    for name, text in EMBEDDED_MODELS.items():
+        console.print(f"  {name:<22} {text}", markup=False)
+    console.print()
+    hub = Path(torch.hub.get_dir()) / "checkpoints"
+    console.print(
+        Text(
+            "torchvision: NAME + weights: ENUM_NAME | DEFAULT | none   "
+            f"(* = weights file cached in {hub})",
+            style="bold",
+        )
+    )
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, padding=(0, 2, 0, 2))
+    table.add_column("architecture")
+    table.add_column("weights")
+    for name in torchvision_classifiers():
+        names = []
+        for wname in weight_names(name):
+            if wname == "DEFAULT":
+                continue
+            member = torchvision_weights(name, wname)
+            if not member.meta.get("categories"):
+                continue
+            star = "*" if cached_weights_path(member).is_file() else ""
+            names.append(wname + star)
+        table.add_row(name, ", ".join(names))
+    console.print(table)
+    console.print()
+    console.print(
+        Text(
+            f"file: PATH ({'/'.join(WEIGHT_FILE_SUFFIXES)}) + arch: NAME (any name above) + "
+            "num_classes: N [+ classes: FILE]",
+            style="bold",
+        )
+    )
+    console.print(
+        "  a local state dict; .pth/.pt files are read with torch.load(weights_only=True), "
+        "so pickled Python objects are refused",
+        markup=False,
+    )
+    console.print()
+    console.print(
+        Text(
+            "python: FILE.py:ClassName + weights: FILE [+ num_classes: N] [+ classes: FILE] "
+            "[+ kwargs: {...}]",
+            style="bold",
+        )
+    )
+    console.print(
+        "  your own nn.Module; its file runs as Python code, so lrp explain needs --allow-python FILE",
+        markup=False,
+    )

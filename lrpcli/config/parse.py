@@ -1,0 +1,316 @@
+"""Validation of parsed YAML data into a :class:`~lrpcli.config.schema.Config`, section by section."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lrpcli.config.checker import Checker, join, show
+from lrpcli.config.schema import (
+    CONFIG_VERSION,
+    DEFAULT_EPSILON,
+    DEFAULT_GAMMA,
+    DEFAULT_STABILIZER,
+    DEFAULT_TOLERANCE,
+    Config,
+    ConfigError,
+    ReportSettings,
+)
+from lrpcli.core.composites import PRESETS, get_composite
+from lrpcli.core.rules import AFFINE_RULES, make_rule, rule_params
+from lrpcli.hints import did_you_mean
+from lrpcli.io.decode import DEFAULT_MAX_PIXELS
+from lrpcli.io.preprocess import Preprocess
+from lrpcli.io.render import RenderSettings, get_cmap
+from lrpcli.models.imagenet import IMAGENET_PREPROCESS
+from lrpcli.models.sources import SOURCES, default_preprocess
+from lrpcli.models.spec import ModelSpec
+
+__all__ = ["parse_config"]
+
+_TOP_KEYS = ("version", "model", "preprocess", "rules", "rule_options", "render", "report", "input")
+_PREPROCESS_KEYS = ("resize", "crop", "mean", "std")
+_OPTION_KEYS = ("epsilon", "gamma", "stabilizer", "low", "high", "ignore_bias")
+_RENDER_KEYS = ("cmap", "percentile", "overlay_alpha")
+_REPORT_KEYS = ("tolerance", "ledger_steps")
+_INPUT_KEYS = ("max_pixels",)
+_BOUND_PARAMS = ("low", "high")
+
+
+def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = None) -> Config:
+    """Validate already-parsed YAML data; raise :class:`ConfigError` listing every problem."""
+    base_dir = base_dir or Path.cwd()
+    c = Checker()
+    if data is None:
+        raise ConfigError(source, [("", "the config is empty; it needs at least a 'model' section")])
+    top = c.mapping(data, "", _TOP_KEYS)
+    if top is None:
+        raise ConfigError(source, c.problems)
+
+    if "version" in top:
+        version = c.integer(top["version"], "version")
+        if version is not None and version != CONFIG_VERSION:
+            c.error("version", f"this lrpcli reads config version {CONFIG_VERSION}, got {version}")
+
+    if "model" not in top:
+        c.error("model", "missing; e.g. 'model: {embedded: efficientnet_lite0}'")
+        model = None
+    else:
+        model = _parse_model(c, top["model"], base_dir)
+
+    default_pp = _safe_default_preprocess(model)
+    pp = _parse_preprocess(c, top.get("preprocess"), default_pp)
+    if model is not None and model.source == "python" and pp is not None:
+        model = replace(model, input_size=pp.crop)  # for counting the model's outputs
+    rules = _parse_rules(c, top.get("rules", "epsilon_plus_flat"))
+    opts = _parse_options(c, top.get("rule_options"), pp)
+    render = _parse_render(c, top.get("render"))
+    report = _parse_report(c, top.get("report"))
+    max_pixels = _parse_input(c, top.get("input"))
+
+    if c.problems:
+        raise ConfigError(source, c.problems)
+    assert model is not None and pp is not None and rules is not None and opts is not None
+    assert render is not None and report is not None
+    cfg = Config(
+        source=source,
+        model=model,
+        preprocess=pp,
+        rules=rules,
+        epsilon=opts["epsilon"],
+        gamma=opts["gamma"],
+        stabilizer=opts["stabilizer"],
+        low=opts["low"],
+        high=opts["high"],
+        ignore_bias=opts["ignore_bias"],
+        render=render,
+        report=report,
+        max_pixels=max_pixels,
+    )
+    try:  # the engine's own check of the whole composite, built once here for every later use
+        composite = get_composite(rules, **cfg.composite_options())
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(source, [("rules", str(exc))]) from None
+    return replace(cfg, composite=composite)
+
+
+def _safe_default_preprocess(model: ModelSpec | None) -> Preprocess:
+    if model is None:
+        return IMAGENET_PREPROCESS
+    try:
+        return default_preprocess(model)
+    except Exception:  # noqa: BLE001 - only a default; the model section was checked already
+        return IMAGENET_PREPROCESS
+
+
+def _parse_model(c: Checker, value: Any, base_dir: Path) -> ModelSpec | None:
+    if isinstance(value, str):
+        c.error(
+            "model",
+            f"expected a mapping such as 'model: {{embedded: {value}}}' or "
+            f"'model: {{torchvision: {value}, weights: DEFAULT}}', got {value!r}",
+        )
+        return None
+    if not isinstance(value, Mapping):
+        c.error("model", f"expected a mapping naming the model source, got {show(value)}")
+        return None
+    sources = [s for s in SOURCES if s in value]
+    if len(sources) != 1:
+        what = "several sources: " + ", ".join(sources) if sources else "no source"
+        examples = [source.example for source in SOURCES.values()]
+        c.error("model", f"{what}; give exactly one of {', '.join(examples[:-1])} or {examples[-1]}")
+        return None
+    source = SOURCES[sources[0]]
+    fields = c.mapping(value, "model", source.keys)
+    if fields is None:
+        return None
+    return source.parse(c, fields, base_dir)
+
+
+def _parse_preprocess(c: Checker, value: Any, default: Preprocess) -> Preprocess | None:
+    fields = c.mapping(value, "preprocess", _PREPROCESS_KEYS)
+    if fields is None:
+        return None
+    resize = c.integer(fields["resize"], "preprocess.resize") if "resize" in fields else default.resize
+    crop = c.integer(fields["crop"], "preprocess.crop") if "crop" in fields else default.crop
+    mean = c.triple(fields["mean"], "preprocess.mean") if "mean" in fields else default.mean
+    std = c.triple(fields["std"], "preprocess.std", nonzero=True) if "std" in fields else default.std
+    if resize is None or crop is None or mean is None or std is None:
+        return None
+    return Preprocess(resize=resize, crop=crop, mean=tuple(mean), std=tuple(std))  # type: ignore[arg-type]
+
+
+def _parse_rule_spec(c: Checker, value: Any, path: str) -> Any:
+    """One selector's rule: a name, or a mapping with ``rule`` and the rule's parameters."""
+    choices = sorted(AFFINE_RULES)
+    if isinstance(value, str):
+        if value not in AFFINE_RULES:
+            c.error(path, f"unknown rule {value!r}{did_you_mean(value, choices)}; choose one of: {', '.join(choices)}")
+            return None
+        return value
+    if not isinstance(value, Mapping):
+        c.error(path, f"expected a rule name or a mapping with 'rule', got {show(value)}")
+        return None
+    if "rule" not in value:
+        c.error(join(path, "rule"), f"missing; one of: {', '.join(choices)}")
+        return None
+    name = value["rule"]
+    if not isinstance(name, str) or name not in AFFINE_RULES:
+        hint = did_you_mean(str(name), choices) if isinstance(name, str) else ""
+        c.error(join(path, "rule"), f"unknown rule {name!r}{hint}; choose one of: {', '.join(choices)}")
+        return None
+    allowed = rule_params(name)
+    out: dict[str, Any] = {"rule": name}
+    ok = True
+    for key, item in value.items():
+        if key == "rule":
+            continue
+        where = join(path, str(key))
+        if key not in allowed:
+            accepts = ", ".join(allowed) if allowed else "no parameters"
+            c.error(where, f"unknown parameter for rule {name!r}; it accepts: {accepts}")
+            ok = False
+            continue
+        if key in _BOUND_PARAMS:
+            bound = c.triple(item, where)
+            ok = ok and bound is not None
+            out[key] = list(bound) if bound is not None else None
+        else:
+            number = c.number(item, where, minimum=0.0)
+            ok = ok and number is not None
+            out[key] = number
+    if not ok:
+        return None
+    try:  # value checks of the rule itself (e.g. alpha - beta = 1)
+        make_rule(name, **{k: v for k, v in out.items() if k != "rule"})
+    except (ValueError, TypeError) as exc:
+        c.error(path, str(exc))
+        return None
+    return out
+
+
+def _parse_rules(c: Checker, value: Any) -> str | dict[str, Any] | None:
+    presets = list(PRESETS)
+    if isinstance(value, str):
+        if value not in PRESETS:
+            c.error("rules", f"unknown preset {value!r}{did_you_mean(value, presets)}; choose one of: {', '.join(presets)}")
+            return None
+        return value
+    if not isinstance(value, Mapping) or not value:
+        c.error("rules", f"expected a preset name or a mapping of selectors to rules, got {show(value)}")
+        return None
+    out: dict[str, Any] = {}
+    ok = True
+    for key, item in value.items():
+        if not isinstance(key, str) or not key:
+            c.error("rules", f"selector {key!r} must be text: first, last, a layer type or a layer-name glob")
+            ok = False
+            continue
+        path = f"rules.{key}"
+        if key == "preset":
+            if not isinstance(item, str) or item not in PRESETS:
+                hint = did_you_mean(str(item), presets)
+                c.error(path, f"unknown preset {item!r}{hint}; choose one of: {', '.join(presets)}")
+                ok = False
+            else:
+                out[key] = item
+            continue
+        spec = _parse_rule_spec(c, item, path)
+        if spec is None:
+            ok = False
+        else:
+            out[key] = spec
+    return out if ok else None
+
+
+def _parse_options(c: Checker, value: Any, pp: Preprocess | None) -> dict[str, Any] | None:
+    fields = c.mapping(value, "rule_options", _OPTION_KEYS)
+    if fields is None:
+        return None
+    out: dict[str, Any] = {
+        "epsilon": DEFAULT_EPSILON,
+        "gamma": DEFAULT_GAMMA,
+        "stabilizer": DEFAULT_STABILIZER,
+        "ignore_bias": False,
+    }
+    ok = True
+    for key in ("epsilon", "gamma", "stabilizer"):
+        if key in fields:
+            number = c.number(fields[key], f"rule_options.{key}", minimum=0.0)
+            ok = ok and number is not None
+            out[key] = number
+    if "ignore_bias" in fields:
+        flag = c.boolean(fields["ignore_bias"], "rule_options.ignore_bias")
+        ok = ok and flag is not None
+        out["ignore_bias"] = flag
+    if pp is not None:  # the values of pixels 0 and 1 after normalisation (pixel_bounds)
+        default_low = tuple((0.0 - m) / s for m, s in zip(pp.mean, pp.std))
+        default_high = tuple((1.0 - m) / s for m, s in zip(pp.mean, pp.std))
+    else:
+        default_low, default_high = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    for key, default in (("low", default_low), ("high", default_high)):
+        if key in fields and fields[key] is not None:
+            bound = c.triple(fields[key], f"rule_options.{key}")
+            ok = ok and bound is not None
+            out[key] = bound
+        else:
+            out[key] = default
+    if ok and any(lo > hi for lo, hi in zip(out["low"], out["high"])):
+        c.error("rule_options.low", f"low {list(out['low'])} exceeds high {list(out['high'])}")
+        ok = False
+    return out if ok else None
+
+
+def _parse_render(c: Checker, value: Any) -> RenderSettings | None:
+    fields = c.mapping(value, "render", _RENDER_KEYS)
+    if fields is None:
+        return None
+    settings = RenderSettings()
+    ok = True
+    if "cmap" in fields:
+        cmap = c.string(fields["cmap"], "render.cmap")
+        if cmap is not None:
+            try:
+                get_cmap(cmap)
+            except ValueError as exc:
+                c.error("render.cmap", str(exc).split(" Valid choices")[0] + "; see matplotlib colour maps (e.g. bwr, seismic, coolwarm, bwr_black)")
+                cmap = None
+        ok = ok and cmap is not None
+        settings = replace(settings, cmap=cmap or settings.cmap)
+    if fields.get("percentile") is not None:
+        pct = c.number(fields["percentile"], "render.percentile", minimum=0.0, maximum=100.0, exclusive_min=True)
+        ok = ok and pct is not None
+        settings = replace(settings, percentile=pct)
+    if "overlay_alpha" in fields:
+        alpha = c.number(fields["overlay_alpha"], "render.overlay_alpha", minimum=0.0, maximum=1.0)
+        ok = ok and alpha is not None
+        settings = replace(settings, overlay_alpha=alpha if alpha is not None else 0.8)
+    return settings if ok else None
+
+
+def _parse_report(c: Checker, value: Any) -> ReportSettings | None:
+    fields = c.mapping(value, "report", _REPORT_KEYS)
+    if fields is None:
+        return None
+    settings = ReportSettings()
+    ok = True
+    if "tolerance" in fields:
+        tol = c.number(fields["tolerance"], "report.tolerance", minimum=0.0, exclusive_min=True)
+        ok = ok and tol is not None
+        settings = replace(settings, tolerance=tol if tol is not None else DEFAULT_TOLERANCE)
+    if "ledger_steps" in fields:
+        flag = c.boolean(fields["ledger_steps"], "report.ledger_steps")
+        ok = ok and flag is not None
+        settings = replace(settings, ledger_steps=bool(flag))
+    return settings if ok else None
+
+
+def _parse_input(c: Checker, value: Any) -> int | None:
+    fields = c.mapping(value, "input", _INPUT_KEYS)
+    if not fields or "max_pixels" not in fields:
+        return DEFAULT_MAX_PIXELS
+    if fields["max_pixels"] is None:
+        return None
+    return c.integer(fields["max_pixels"], "input.max_pixels") or DEFAULT_MAX_PIXELS

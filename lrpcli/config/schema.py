@@ -1,0 +1,148 @@
+"""The validated configuration: :class:`Config`, its settings, its plain-data form and digest.
+
+The file format (sections, keys, defaults) is documented in :mod:`lrpcli.config` and in
+``docs/config.md``; :mod:`lrpcli.config.parse` builds a :class:`Config` from YAML data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import yaml
+
+from lrpcli.core.composites import Composite, Options
+from lrpcli.io.decode import DEFAULT_MAX_PIXELS
+from lrpcli.io.preprocess import Preprocess
+from lrpcli.io.render import RenderSettings
+from lrpcli.models.sources import source_of
+from lrpcli.models.spec import ModelSpec
+
+__all__ = [
+    "CONFIG_VERSION",
+    "DEFAULT_TOLERANCE",
+    "Config",
+    "ConfigError",
+    "ReportSettings",
+]
+
+CONFIG_VERSION = 1
+"""The config schema version this package reads (``version:`` key, optional)."""
+
+DEFAULT_TOLERANCE = 1e-5
+DEFAULT_EPSILON: float = Options.epsilon
+DEFAULT_GAMMA: float = Options.gamma
+DEFAULT_STABILIZER: float = Options.stabilizer
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``problems`` is a list of ``(key path, message)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = [f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Report options: closure tolerance (relative) and whether to list every ledger step."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    ledger_steps: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated, fully resolved configuration."""
+
+    source: str
+    model: ModelSpec
+    preprocess: Preprocess
+    rules: str | dict[str, Any]
+    epsilon: float = DEFAULT_EPSILON
+    gamma: float = DEFAULT_GAMMA
+    stabilizer: float = DEFAULT_STABILIZER
+    low: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    high: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ignore_bias: bool = False
+    render: RenderSettings = field(default_factory=RenderSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    #: the composite ``rules`` and the rule options make, built (and so checked) by the parser
+    composite: Composite | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def composite_name(self) -> str:
+        if isinstance(self.rules, str):
+            return self.rules
+        base = self.rules.get("preset")
+        return f"{base}+custom" if base else "custom"
+
+    def composite_options(self) -> dict[str, Any]:
+        """Keyword options for :class:`lrpcli.Explainer` / :func:`lrpcli.get_composite`."""
+        return {
+            "epsilon": self.epsilon,
+            "gamma": self.gamma,
+            "stabilizer": self.stabilizer,
+            "low": torch.tensor(self.low, dtype=torch.float32).view(1, 3, 1, 1),
+            "high": torch.tensor(self.high, dtype=torch.float32).view(1, 3, 1, 1),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data; valid config YAML again (paths made absolute)."""
+        model = source_of(self.model).to_config(self.model)
+        pp = self.preprocess
+        return {
+            "version": CONFIG_VERSION,
+            "model": model,
+            "preprocess": {
+                "resize": pp.resize,
+                "crop": pp.crop,
+                "mean": [float(v) for v in pp.mean],
+                "std": [float(v) for v in pp.std],
+            },
+            "rules": _plain(self.rules),
+            "rule_options": {
+                "epsilon": self.epsilon,
+                "gamma": self.gamma,
+                "stabilizer": self.stabilizer,
+                "low": list(self.low),
+                "high": list(self.high),
+                "ignore_bias": self.ignore_bias,
+            },
+            "render": {
+                "cmap": self.render.cmap,
+                "percentile": self.render.percentile,
+                "overlay_alpha": self.render.overlay_alpha,
+            },
+            "report": {
+                "tolerance": self.report.tolerance,
+                "ledger_steps": self.report.ledger_steps,
+            },
+            "input": {"max_pixels": self.max_pixels},
+        }
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (what ``lrp config check`` prints)."""
+        return yaml.safe_dump(
+            self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None
+        )
+
+    def digest(self) -> str:
+        """SHA-256 of the resolved config (canonical JSON): identical settings, identical digest."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,224 @@
+"""Report entries: one :class:`ImageEntry` per input image, and the header fields of a run record.
+
+An entry is built by the pipeline (:mod:`lrpcli.run.pipeline`), written by the report
+(:mod:`lrpcli.run.report`), reused by ``--resume`` (:mod:`lrpcli.run.resume`, through
+:meth:`ImageEntry.from_dict`) and printed by the command line. :meth:`ImageEntry.to_dict` gives
+the JSON form documented in ``docs/report.md``; ``from_dict(to_dict())`` is the identity.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import torch
+
+from lrpcli import __version__
+from lrpcli.config import Config
+from lrpcli.models.spec import LoadedModel
+from lrpcli.run.allocator import tune_allocator
+
+__all__ = [
+    "ImageEntry",
+    "Prediction",
+    "Result",
+    "Target",
+    "config_digest",
+    "device_name",
+    "now",
+    "run_header",
+    "tool_versions",
+]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One of the top-k classes."""
+
+    index: int
+    label: str
+    probability: float
+    logit: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "probability": self.probability, "logit": self.logit}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The explained class: ``source`` is ``predicted`` (top-1) or ``requested`` (``--target``)."""
+
+    index: int
+    label: str
+    source: str
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "source": self.source, "probability": self.probability}
+
+
+@dataclass
+class Result:
+    """What explaining an image found: predictions, the explained logit, relevance totals, ledger.
+
+    ``relevance``: ``sum`` (ΣR at the pixels), ``positive``, ``negative``; ``conservation``:
+    ``error`` (ΣR_pixels − f(x)) and ``relative_error``; ``ledger``: the image's account
+    (:meth:`lrpcli.core.ledger.Accounts.image`).
+    """
+
+    image: dict[str, int] | None  # the original size: width, height
+    top_k: list[Prediction]
+    target: Target
+    f_x: float
+    relevance: dict[str, float]
+    conservation: dict[str, float | None]
+    ledger: dict[str, Any]
+
+
+@dataclass
+class ImageEntry:
+    """One input's line in the report: where it came from, whether it worked, what it found."""
+
+    index: int
+    input: str
+    rel: str
+    status: str = "ok"
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    result: Result | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    render: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def fail(self, message: str) -> None:
+        """Mark the entry failed (what was computed is kept)."""
+        self.status, self.error = "error", message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's JSON object for this image (keys in the documented order)."""
+        head: dict[str, Any] = {
+            "index": self.index,
+            "input": self.input,
+            "rel": self.rel,
+            "status": self.status,
+            "error": self.error,
+        }
+        r = self.result
+        if r is None:
+            return {**head, "warnings": list(self.warnings), "timing": dict(self.timing)}
+        out = {
+            **head,
+            "outputs": dict(self.outputs),
+            "image": r.image,
+            "warnings": list(self.warnings),
+            "top_k": [p.to_dict() for p in r.top_k],
+            "target": r.target.to_dict(),
+            "f_x": r.f_x,
+            "relevance": r.relevance,
+            "conservation": r.conservation,
+            "ledger": r.ledger,
+            "timing": dict(self.timing),
+        }
+        if self.render is not None:
+            out["render"] = self.render
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ImageEntry:
+        """An entry read back from a report (the inverse of :meth:`to_dict`)."""
+        result = None
+        if "target" in d and "ledger" in d:
+            result = Result(
+                image=d.get("image"),
+                top_k=[Prediction(**p) for p in d.get("top_k") or []],
+                target=Target(**d["target"]),
+                f_x=d.get("f_x"),  # type: ignore[arg-type]
+                relevance=d.get("relevance") or {},
+                conservation=d.get("conservation") or {},
+                ledger=d["ledger"],
+            )
+        return cls(
+            index=int(d.get("index", 0)),
+            input=str(d.get("input")),
+            rel=str(d.get("rel")),
+            status=str(d.get("status")),
+            error=d.get("error"),
+            warnings=list(d.get("warnings") or []),
+            timing=dict(d.get("timing") or {}),
+            result=result,
+            outputs=dict(d.get("outputs") or {}),
+            render=d.get("render"),
+        )
+
+
+# --------------------------------------------------------------------------- run header
+
+
+def now() -> str:
+    """The local time with its UTC offset, ISO 8601 to the millisecond."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def tool_versions() -> dict[str, str]:
+    """The lrpcli, PyTorch and Python versions, as a run record names them."""
+    return {
+        "lrpcli_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's as far as the platform tells."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.get_device_name(device)
+        except Exception:  # noqa: BLE001
+            return "cuda"
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def run_header(
+    cfg: Config,
+    loaded: LoadedModel,
+    device: torch.device,
+    *,
+    started_at: str,
+    finished_at: str | None = None,
+    duration_s: float | None = None,
+) -> dict[str, Any]:
+    """The fields that open the ``run`` record of report.json and evaluation.json.
+
+    Versions, times, the device, the model and the resolved preprocessing; each command
+    appends its own fields, and :func:`config_digest` for the config.
+    """
+    spec = loaded.spec
+    return {
+        **tool_versions(),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "duration_s": duration_s,
+        "device": str(device),
+        "device_name": device_name(device),
+        "allocator": tune_allocator(),  # what the command did at start (cached)
+        "model": {
+            "source": spec.source,
+            "name": spec.name,
+            "weights": spec.weights,
+            "weights_source": loaded.weights_source,
+            "num_classes": loaded.num_classes,
+        },
+        "preprocess": cfg.to_dict()["preprocess"],
+    }
+
+
+def config_digest(cfg: Config) -> dict[str, str]:
+    """Where the config came from and the SHA-256 of its resolved form."""
+    return {"source": cfg.source, "sha256": cfg.digest()}

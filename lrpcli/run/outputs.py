@@ -1,0 +1,147 @@
+"""Where each input's outputs go, and the checks that writing them is safe.
+
+Outputs mirror the input tree under ``--out``: ``REL-without-extension`` plus
+:data:`HEATMAP_SUFFIX`, :data:`OVERLAY_SUFFIX` and (``--save-npy``) :data:`RELEVANCE_SUFFIX`.
+They must stay inside the output folder, never replace an input, and (without
+``--overwrite``) not exist yet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrpcli.io.inputs import ImageInput
+
+__all__ = [
+    "HEATMAP_SUFFIX",
+    "OVERLAY_SUFFIX",
+    "RELEVANCE_SUFFIX",
+    "REPORT_NAME",
+    "OutputConflict",
+    "OutputPaths",
+    "drop_previous_outputs",
+    "output_paths",
+    "plan_outputs",
+]
+
+HEATMAP_SUFFIX = ".heatmap.png"
+OVERLAY_SUFFIX = ".overlay.png"
+RELEVANCE_SUFFIX = ".relevance.npy"
+REPORT_NAME = "report.json"
+
+
+class OutputConflict(Exception):
+    """The planned outputs are unsafe or already exist (a usage error: nothing was written)."""
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one input's outputs go."""
+
+    heatmap: Path
+    overlay: Path
+    relevance: Path | None = None
+
+    def all(self) -> list[Path]:
+        paths = [self.heatmap, self.overlay]
+        if self.relevance is not None:
+            paths.append(self.relevance)
+        return paths
+
+
+def output_paths(out_dir: Path, rel: Path, *, save_npy: bool = False) -> OutputPaths:
+    """``OUT/REL-without-extension`` + ``.heatmap.png`` / ``.overlay.png`` / ``.relevance.npy``."""
+    stem = Path(out_dir) / rel.parent / (rel.stem if rel.suffix else rel.name)
+    return OutputPaths(
+        heatmap=stem.with_name(stem.name + HEATMAP_SUFFIX),
+        overlay=stem.with_name(stem.name + OVERLAY_SUFFIX),
+        relevance=stem.with_name(stem.name + RELEVANCE_SUFFIX) if save_npy else None,
+    )
+
+
+def _real(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def drop_previous_outputs(
+    inputs: Sequence[ImageInput], out_dir: Path, *, keep: Sequence[str | Path] = ()
+) -> tuple[list[ImageInput], list[ImageInput]]:
+    """Split off inputs that are earlier results of this tool inside ``out_dir``.
+
+    Scanning a folder that contains the output folder would otherwise explain old heatmaps
+    (and then refuse to overwrite them, as they would be inputs). Files named in ``keep`` (the
+    files given explicitly on the command line) are never dropped. Returns ``(kept, dropped)``.
+    """
+    out_real = _real(out_dir)
+    explicit = {_real(Path(p)) for p in keep}
+    kept: list[ImageInput] = []
+    dropped: list[ImageInput] = []
+    for item in inputs:
+        name = item.path.name.lower()
+        real = _real(item.path)
+        if (
+            _inside(real, out_real)
+            and name.endswith((HEATMAP_SUFFIX, OVERLAY_SUFFIX))
+            and real not in explicit
+        ):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    return kept, dropped
+
+
+def plan_outputs(
+    inputs: Sequence[ImageInput],
+    out_dir: Path,
+    *,
+    save_npy: bool = False,
+    overwrite: bool = False,
+) -> list[OutputPaths]:
+    """Output paths for every input, after checking that writing them is safe.
+
+    Raises :class:`OutputConflict` when the output folder is not a folder, an output would
+    resolve outside it (through a symbolic link), would replace an input file, or (without
+    ``overwrite``) already exists, naming the first such path. Nothing is written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputConflict(f"--out {out_dir}: exists and is not a folder")
+    out_real = _real(out_dir)
+    input_reals = {_real(item.path) for item in inputs}
+    report = out_dir / REPORT_NAME
+    plans = [output_paths(out_dir, item.rel, save_npy=save_npy) for item in inputs]
+    seen: dict[str, Path] = {}
+    checked_parents: dict[Path, str] = {}
+    for path in [p for plan in plans for p in plan.all()] + [report]:
+        parent = path.parent
+        parent_real = checked_parents.get(parent)
+        if parent_real is None:
+            parent_real = _real(parent)
+            checked_parents[parent] = parent_real
+        real = os.path.join(parent_real, os.path.normcase(path.name))
+        if not _inside(real, out_real) or (os.path.islink(path) and not _inside(_real(path), out_real)):
+            raise OutputConflict(
+                f"refusing to write {path}: it resolves to {real}, outside the output folder "
+                f"{out_dir} (a symbolic link?); choose another --out"
+            )
+        if real in input_reals or _real(path) in input_reals:
+            raise OutputConflict(
+                f"refusing to write {path}: it is one of the input images; "
+                "choose another --out (--overwrite never replaces inputs)"
+            )
+        if real in seen:
+            raise OutputConflict(f"two outputs would be written to {path}; rename one of the inputs")
+        seen[real] = path
+        if not overwrite and os.path.lexists(path):
+            raise OutputConflict(
+                f"{path} already exists; pass --overwrite to replace existing outputs, "
+                "or choose another --out"
+            )
+    return plans

@@ -1,0 +1,418 @@
+"""The batch loop of ``lrp explain``: load → explain → render/write, overlapped.
+
+* Decoding and preprocessing run in a thread pool; the next batches are prefetched while the
+  current one is explained.
+* Heatmap/overlay rendering and the (atomic) file writes run in a second thread pool, so the
+  model never waits on the disk; at most a bounded number of images are in flight, so memory
+  stays flat.
+* Results are handed to a callback one image at a time, in input order, as soon as an image
+  (and every image before it) is finished; nothing is kept afterwards. Building the report
+  entries and the callback run in a third thread, so the thread that drives the model does
+  nothing but load batches into it.
+* A ``stop`` event (set by the CLI's SIGINT/SIGTERM handler) ends the run between batches;
+  images already being written are finished, so no partial output file is ever left behind.
+
+Where the outputs go is planned beforehand (:mod:`lrpcli.run.outputs`); each image becomes an
+:class:`~lrpcli.run.entries.ImageEntry`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrpcli.core.ledger import Accounts
+from lrpcli.io.decode import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from lrpcli.io.files import write_npy, write_png
+from lrpcli.io.inputs import ImageInput
+from lrpcli.io.preprocess import Preprocess, preprocess
+from lrpcli.io.render import RenderSettings, relevance_map, render_pair, symmetric_scale
+from lrpcli.run.entries import ImageEntry, Prediction, Result, Target
+from lrpcli.run.outputs import OutputPaths
+
+__all__ = ["Pipeline", "RunOutcome", "RunSettings"]
+
+_PREFETCH_BATCHES = 2
+
+
+@dataclass
+class RunSettings:
+    """Everything the loop needs besides the explainer."""
+
+    preprocess: Preprocess
+    render: RenderSettings = field(default_factory=RenderSettings)
+    batch_size: int = 8
+    workers: int = 2
+    target: int | None = None
+    top_k: int = 5
+    save_npy: bool = False
+    fail_fast: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ledger_steps: bool = True
+
+
+@dataclass
+class RunOutcome:
+    """How the loop ended."""
+
+    processed: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    stopped_early: bool = False
+
+
+@dataclass
+class _Prepared:
+    tensor: torch.Tensor | None = None
+    crop: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+    load_s: float = 0.0
+    error: str | None = None
+
+
+class _Emitter:
+    """Finishes and emits entries in input order, in its own thread (``lrp-emit``).
+
+    The loop hands it one batch at a time: a function that builds the batch's entries (the
+    per-image ledgers, top-k and report rows: Python work that would otherwise hold up the next
+    explanation) and each entry's write future. The thread waits for each write, merges its
+    result and calls ``emit``, so serialising reports and printing never run on the thread that
+    drives the model. At most ``limit`` images are accepted but not yet emitted (:meth:`put`
+    blocks), so memory stays flat when the disk is slow.
+    """
+
+    def __init__(self, emit: Callable[[ImageEntry], None], limit: int) -> None:
+        self.emit = emit
+        self.pending = threading.Semaphore(limit)
+        self.queue: queue.SimpleQueue[tuple[Callable[[], list[ImageEntry]], list[Future[_Written] | None]] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="lrp-emit", daemon=True)
+        self.thread.start()
+
+    def put(self, make: Callable[[], list[ImageEntry]], futures: list[Future[_Written] | None]) -> None:
+        """Queue one batch (entries in input order, built by ``make``); blocks while too many wait."""
+        for _ in futures:
+            self.pending.acquire()
+        self.queue.put((make, futures))
+        self.check()
+
+    def check(self) -> None:
+        """Re-raise, in the calling thread, an error that ended the emitting thread."""
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> None:
+        """Emit everything queued, then end the thread."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        self.check()
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            make, futures = item
+            held = len(futures)  # permits this batch took in put()
+            try:
+                if self.error is None:
+                    for entry, future in zip(make(), futures):
+                        if future is not None:
+                            _merge_written(entry, future)
+                        self.emit(entry)
+                        self.pending.release()
+                        held -= 1
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop's thread by check()
+                self.error = exc
+            for _ in range(held):  # after an error: unblock the loop, which then raises it
+                self.pending.release()
+
+
+@dataclass
+class _BatchStats:
+    """What the entries of one explained batch need, computed on the loop's thread."""
+
+    top_p: list[list[float]]
+    top_i: list[list[int]]
+    top_logit: list[list[float]]
+    targets: list[int]
+    target_p: list[float]
+    positive: list[float]
+    negative: list[float]
+    conservation: list[float]
+    accounts: Accounts
+    explain_s: float
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What writing one image's outputs added: the files (relative to --out), the scale, the time."""
+
+    outputs: dict[str, str]
+    render: dict[str, Any]
+    write_s: float
+
+
+def _merge_written(entry: ImageEntry, future: Future[_Written]) -> None:
+    try:
+        written = future.result()
+    except Exception as exc:  # disk full, permission denied, ...
+        entry.fail(f"cannot write outputs: {type(exc).__name__}: {exc}")
+        return
+    entry.outputs = written.outputs
+    entry.render = written.render
+    timing = entry.timing
+    timing["write_s"] = written.write_s
+    timing["total_s"] = timing.get("load_s", 0.0) + timing.get("explain_s", 0.0) + written.write_s
+
+
+def _error_entry(index: int, item: ImageInput, message: str, prepared: _Prepared | None) -> ImageEntry:
+    return ImageEntry(
+        index=index,
+        input=item.path.as_posix(),
+        rel=item.rel.as_posix(),
+        status="error",
+        error=message,
+        warnings=list(prepared.warnings) if prepared else [],
+        timing={"load_s": prepared.load_s if prepared else 0.0},
+    )
+
+
+class Pipeline:
+    """Explain images batch by batch with an :class:`lrpcli.Explainer` and write the outputs."""
+
+    def __init__(
+        self,
+        explainer: Any,
+        categories: Sequence[str],
+        settings: RunSettings,
+        *,
+        out_dir: Path,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.explainer = explainer
+        self.categories = list(categories)
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.device = torch.device(device)
+
+    # -- stages -------------------------------------------------------------------------------
+    def _load(self, item: ImageInput) -> _Prepared:
+        start = time.perf_counter()
+        try:
+            loaded = load_image(item.path, max_pixels=self.settings.max_pixels)
+            tensor, crop = preprocess(loaded.image, self.settings.preprocess)
+            size = loaded.image.size
+            loaded.image.close()
+            return _Prepared(tensor, crop, size, loaded.warnings, time.perf_counter() - start)
+        except ImageLoadError as exc:
+            return _Prepared(error=exc.reason, load_s=time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
+            reason = f"unexpected error while loading ({type(exc).__name__}: {exc})"
+            return _Prepared(error=reason, load_s=time.perf_counter() - start)
+
+    def _write(self, relevance: np.ndarray, crop: np.ndarray, paths: OutputPaths) -> _Written:
+        start = time.perf_counter()
+        render = self.settings.render
+        rmap = relevance_map(relevance)
+        scale = symmetric_scale(rmap, render.percentile)
+        heatmap, overlay = render_pair(crop, rmap, cmap=render.cmap, scale=scale, max_alpha=render.overlay_alpha)
+        write_png(paths.heatmap, heatmap, filter="none")  # flat areas: smaller and faster unfiltered
+        write_png(paths.overlay, overlay)
+        outputs = {"heatmap": self._rel(paths.heatmap), "overlay": self._rel(paths.overlay)}
+        if paths.relevance is not None:
+            write_npy(paths.relevance, np.ascontiguousarray(relevance, dtype=np.float32))
+            outputs["relevance"] = self._rel(paths.relevance)
+        return _Written(
+            outputs, {"cmap": render.cmap, "vmax": scale.vmax, "scale": scale.method}, time.perf_counter() - start
+        )
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.out_dir).as_posix()
+
+    # -- loop ---------------------------------------------------------------------------------
+    def run(
+        self,
+        inputs: Sequence[ImageInput],
+        outputs: Sequence[OutputPaths],
+        emit: Callable[[ImageEntry], None],
+        stop: threading.Event | None = None,
+    ) -> RunOutcome:
+        """Process ``inputs`` (with their planned ``outputs``); ``emit`` gets each entry in order."""
+        stop = stop or threading.Event()
+        s = self.settings
+        outcome = RunOutcome()
+
+        def counted(entry: ImageEntry) -> None:
+            outcome.processed += 1
+            if not entry.ok:
+                outcome.failed += 1
+            emit(entry)
+
+        n = len(inputs)
+        bs = max(1, s.batch_size)
+        batches = [range(i, min(i + bs, n)) for i in range(0, n, bs)]
+        emitter = _Emitter(counted, limit=2 * bs + 2 * max(1, s.workers))
+        loaders = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-load")
+        writers = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-write")
+        queued: deque[tuple[range, list[Future[_Prepared]]]] = deque()
+        next_batch = 0
+
+        def prefetch() -> None:
+            nonlocal next_batch
+            while len(queued) <= _PREFETCH_BATCHES and next_batch < len(batches):
+                indexes = batches[next_batch]
+                next_batch += 1
+                queued.append((indexes, [loaders.submit(self._load, inputs[i]) for i in indexes]))
+
+        try:
+            prefetch()
+            while queued:
+                if stop.is_set():
+                    outcome.interrupted = True
+                    break
+                indexes, futures = queued.popleft()
+                prefetch()
+                prepared = [f.result() for f in futures]
+                if stop.is_set():
+                    outcome.interrupted = True
+                    break
+                ready: list[tuple[int, _Prepared]] = []
+                errors: list[tuple[int, ImageEntry]] = []
+                for i, prep in zip(indexes, prepared):
+                    if prep.error is None:
+                        ready.append((i, prep))
+                        continue
+                    errors.append((i, _error_entry(i, inputs[i], prep.error, prep)))
+                    if s.fail_fast:  # images after the first failure are not processed
+                        outcome.stopped_early = True
+                        break
+                made, written = self._explain_batch(ready, inputs, outputs, writers) if ready else (list, [])
+                failed = bool(errors) or (bool(ready) and not written)
+                # one batch in input order: the explained images' entries, then the load errors, merged
+                order = sorted(
+                    [(i, j, None) for j, (i, _) in enumerate(ready)] + [(i, -1, e) for i, e in errors],
+                    key=lambda row: row[0],
+                )
+                futures_in_order = [written[j] if written and j >= 0 else None for _, j, _ in order]
+
+                def make(order: list[Any] = order, made: Callable[[], list[ImageEntry]] = made) -> list[ImageEntry]:
+                    built = made()
+                    return [built[j] if j >= 0 else entry for _, j, entry in order]
+
+                emitter.put(make, futures_in_order)
+                if s.fail_fast and (failed or outcome.failed):
+                    outcome.stopped_early = True
+                    break
+            emitter.finish()
+        finally:
+            for _, futures in queued:
+                for f in futures:
+                    f.cancel()
+            loaders.shutdown(wait=True, cancel_futures=True)
+            writers.shutdown(wait=True)  # never leave a half-written file behind
+            try:
+                emitter.finish()
+            except Exception:  # noqa: BLE001 - already failing; keep the first error
+                pass
+        return outcome
+
+    def _explain_batch(
+        self,
+        ready: list[tuple[int, _Prepared]],
+        inputs: Sequence[ImageInput],
+        outputs: Sequence[OutputPaths],
+        writers: ThreadPoolExecutor,
+    ) -> tuple[Callable[[], list[ImageEntry]], list[Future[_Written]]]:
+        """Explain one batch and submit its writes; returns a function that builds the batch's
+        entries (run by the emitting thread) and the write futures, both in ``ready``'s order.
+        If the explanation fails, every image gets an error entry and there are no futures."""
+        s = self.settings
+        start = time.perf_counter()
+        try:
+            batch = torch.stack([p.tensor for _, p in ready]).to(self.device)  # type: ignore[misc]
+            explanation = self.explainer(batch, s.target)
+            relevance = explanation.relevance.detach().to("cpu", torch.float32)
+            logits = explanation.logits.detach().to("cpu", torch.float64)
+            targets = explanation.targets.detach().cpu().tolist()
+            ledger = explanation.ledger
+            del explanation, batch
+        except Exception as exc:  # noqa: BLE001 - report it for these images and go on
+            message = f"explanation failed ({type(exc).__name__}: {exc})"
+            return (lambda: [_error_entry(i, inputs[i], message, prep) for i, prep in ready]), []
+        explain_s = (time.perf_counter() - start) / len(ready)
+        written = [
+            writers.submit(self._write, relevance[j].numpy(), prep.crop, outputs[i])
+            for j, (i, prep) in enumerate(ready)
+        ]
+        # whole-batch tensor work stays on this thread (torch in another thread starts an OpenMP
+        # team of its own); the per-image Python work is left to the emitting thread
+        probs = torch.softmax(logits, dim=1)
+        top_p, top_i = probs.topk(min(max(1, s.top_k), probs.shape[1]), dim=1)
+        stats = _BatchStats(
+            top_p=top_p.tolist(),
+            top_i=top_i.tolist(),
+            top_logit=logits.gather(1, top_i).tolist(),
+            targets=targets,
+            target_p=probs.gather(1, torch.tensor(targets).view(-1, 1)).flatten().tolist(),
+            positive=relevance.flatten(1).clamp(min=0).sum(1, dtype=torch.float64).tolist(),
+            negative=relevance.flatten(1).clamp(max=0).sum(1, dtype=torch.float64).tolist(),
+            conservation=ledger.conservation_error().detach().cpu().tolist(),
+            accounts=ledger.accounts(),
+            explain_s=explain_s,
+        )
+        return (lambda: self._entries(ready, inputs, stats)), written
+
+    def _entries(
+        self, ready: list[tuple[int, _Prepared]], inputs: Sequence[ImageInput], b: _BatchStats
+    ) -> list[ImageEntry]:
+        """The report entries of one explained batch (without what the writes add)."""
+        s = self.settings
+        positive, negative, conservation = b.positive, b.negative, b.conservation
+        targets, explain_s = b.targets, b.explain_s
+        entries = []
+        for j, (i, prep) in enumerate(ready):
+            item = inputs[i]
+            target = int(targets[j])
+            led = b.accounts.image(j, steps=s.ledger_steps)
+            f_x = led["f_x"]
+            cons = conservation[j]
+            result = Result(
+                image={"width": prep.size[0], "height": prep.size[1]} if prep.size else None,
+                top_k=[
+                    Prediction(int(c), self._label(int(c)), p, logit)
+                    for p, c, logit in zip(b.top_p[j], b.top_i[j], b.top_logit[j])
+                ],
+                target=Target(
+                    target, self._label(target), "predicted" if s.target is None else "requested", b.target_p[j]
+                ),
+                f_x=f_x,
+                relevance={"sum": led["sum_pixels"], "positive": positive[j], "negative": negative[j]},
+                conservation={"error": cons, "relative_error": cons / abs(f_x) if f_x else None},
+                ledger=led,
+            )
+            entries.append(
+                ImageEntry(
+                    index=i,
+                    input=item.path.as_posix(),
+                    rel=item.rel.as_posix(),
+                    warnings=list(prep.warnings),
+                    timing={"load_s": prep.load_s, "explain_s": explain_s},
+                    result=result,
+                )
+            )
+        return entries
+
+    def _label(self, index: int) -> str:
+        if 0 <= index < len(self.categories):
+            return self.categories[index]
+        return f"class {index}"
