@@ -13,6 +13,7 @@ from torch import nn
 
 from lrpcli import Explainer
 from lrpcli.evaluation.flipping import (
+    OCCLUSION,
     ORDERS,
     PERTURBATIONS,
     RANDOM,
@@ -31,8 +32,8 @@ from lrpcli.evaluation.flipping import (
     lrp_ranker,
     patch_order,
     replacement,
-    summarize,
 )
+from lrpcli.evaluation.summary import summarize
 from lrpcli.io.preprocess import Preprocess, pixel_bounds
 
 
@@ -136,6 +137,69 @@ def test_lerf_removes_the_key_patch_last_and_a_wrong_map_scores_below_random() -
     morf = evaluate_image(model, x, {"anti": anti}, FlipSettings(patch=P, steps=steps, perturbation="zero"), low=LOW, high=HIGH)
     assert morf.curves["anti"].aopc_logit == pytest.approx(10 / (steps + 1), abs=1e-4)
     assert morf.curves["anti"].aopc_logit < morf.curves[RANDOM].aopc_logit
+
+
+def key_map(x: torch.Tensor, target: int) -> torch.Tensor:
+    """A map that knows the answer: the key patch most relevant, a gradient elsewhere (no ties)."""
+    heat = torch.arange(SIDE * SIDE, dtype=torch.float32).view(SIDE, SIDE) / (SIDE * SIDE)
+    heat[KEY_ROW * P : (KEY_ROW + 1) * P, KEY_COL * P : (KEY_COL + 1) * P] = 10.0
+    return heat
+
+
+def test_both_orders_share_the_fill_lerf_reverses_morf_and_srg_is_the_difference() -> None:
+    model = OnePatch().eval()
+    x = key_image(2)
+    steps = (SIDE // P) ** 2
+    base = dict(patch=P, steps=steps, perturbation="uniform", random_runs=6)
+    both = evaluate_image(model, x, {"key": key_map}, FlipSettings(order="both", **base), low=LOW, high=HIGH)
+    morf = evaluate_image(model, x, {"key": key_map}, FlipSettings(order="morf", **base), low=LOW, high=HIGH)
+    lerf = evaluate_image(model, x, {"key": key_map}, FlipSettings(order="lerf", **base), low=LOW, high=HIGH)
+    assert both.order == "both" and both.lerf_curves is not None and morf.lerf_curves is None
+    assert list(both.curves) == list(both.lerf_curves) == ["key", RANDOM]
+    # curves keeps meaning MoRF; LeRF of a map without ties is the lerf order's curve
+    for name in ("key", RANDOM):
+        assert both.curves[name].logits == pytest.approx(morf.curves[name].logits, abs=1e-5)
+    assert both.lerf_curves["key"].logits == pytest.approx(lerf.curves["key"].logits, abs=1e-5)
+    drop = 10.0 - both.curves["key"].logits[1]  # the key patch went first in MoRF, last in LeRF
+    assert both.lerf_curves["key"].logits[:steps] == pytest.approx([10.0] * steps, abs=1e-5)
+    assert both.lerf_curves["key"].logits[steps] == pytest.approx(10.0 - drop, abs=1e-5)
+    srg = both.srg()
+    assert srg["key"] == pytest.approx(drop * steps / (steps + 1) - drop / (steps + 1), abs=1e-4)
+    assert srg["key"] == pytest.approx(both.curves["key"].aopc_logit - both.lerf_curves["key"].aopc_logit)
+    # random: each run's LeRF is its reversed permutation, so the key patch at step p comes at L + 1 − p
+    m_runs, l_runs = both.curves[RANDOM].aopc_logit_runs, both.lerf_curves[RANDOM].aopc_logit_runs
+    assert m_runs is not None and l_runs is not None
+    for a_m, a_l in zip(m_runs, l_runs):
+        p_m, p_l = steps + 1 - a_m * (steps + 1) / drop, steps + 1 - a_l * (steps + 1) / drop
+        assert p_m + p_l == pytest.approx(steps + 1, abs=1e-3)
+    with pytest.raises(ValueError, match="order 'both'"):
+        morf.srg()
+    assert set(both.by_order()) == {"morf", "lerf"} and set(lerf.by_order()) == {"lerf"}
+
+
+@pytest.mark.parametrize(("order", "given_target"), [("morf", False), ("both", False), ("both", True)])
+def test_forward_passes_are_minimal_and_the_clean_one_is_shared(order: str, given_target: bool) -> None:
+    model = OnePatch().eval()
+    sizes: list[int] = []
+    model.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    steps, runs = 5, 3
+    s = FlipSettings(patch=P, steps=steps, order=order, random_runs=runs, batch_size=8)
+    maps = {"a": key_map, "b": lambda x, t: -key_map(x, t)}  # maps that run no forward pass
+    evaluate_image(model, key_image(), maps, s, low=LOW, high=HIGH, target=0 if given_target else None)
+    per_order = steps * (len(maps) + runs)
+    assert sum(sizes) == 1 + per_order * len(s.orders)  # one clean forward, then L per order
+    assert max(sizes) <= 8
+
+
+def test_occlusion_baseline_finds_the_key_patch() -> None:
+    model = OnePatch().eval()
+    steps = (SIDE // P) ** 2
+    s = FlipSettings(patch=P, steps=steps, perturbation="zero", order="both", random_runs=2, batch_size=5)
+    result = evaluate_image(model, key_image(), {}, s, low=LOW, high=HIGH, occlusion=True)
+    assert list(result.curves) == [OCCLUSION, RANDOM]
+    assert result.curves[OCCLUSION].logits[1] == pytest.approx(0.0, abs=1e-5)  # the key patch first
+    assert result.curves[OCCLUSION].aopc_logit == pytest.approx(10 * steps / (steps + 1), abs=1e-4)
+    assert result.srg()[OCCLUSION] == pytest.approx(10 * (steps - 1) / (steps + 1), abs=1e-4)
 
 
 # --------------------------------------------------------------------------- the pieces
@@ -256,7 +320,8 @@ def test_summary_mean_standard_error_and_ranking_direction() -> None:
     assert a["mean_curve"]["logit_drop"] == pytest.approx([0.0, 2.0])
     results.append(result({"a": 2.0, "b": 10.0}))
     assert [r["explainer"] for r in summarize(results, "morf")["ranking"]] == ["b", "a"]
-    assert [r["explainer"] for r in summarize(results, "lerf")["ranking"]] == ["a", "b"]
+    as_lerf = [ImageResult(r.target, r.logit, r.probability, r.curves, order="lerf") for r in results]
+    assert [r["explainer"] for r in summarize(as_lerf, "lerf")["ranking"]] == ["a", "b"]
     one = summarize(results[:1], "morf")["explainers"]["a"]
     assert one["aopc_logit"]["se"] is None and one["mean_curve"]["logit_drop_se"] is None
 

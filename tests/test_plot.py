@@ -9,14 +9,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lrpcli.evaluation.flipping import Curve, ImageResult, summarize
+from lrpcli.evaluation.flipping import Curve, ImageResult
+from lrpcli.evaluation.summary import summarize
 from lrpcli.evaluation.plot import legend_label, mean_se_text, plot_evaluation, render_evaluation
 
 TAB_RED = np.array([214, 39, 40])
 TAB_OLIVE = np.array([188, 189, 34])
 
 
-def summary(images: int = 3) -> dict:
+def summary(images: int = 3, order: str = "morf") -> dict:
     results = []
     for n in range(images):
         steps = torch.arange(11, dtype=torch.float64)
@@ -26,8 +27,14 @@ def summary(images: int = 3) -> dict:
             "epsilon": Curve(lrp, [v / 10 for v in lrp], 4.0 + n, 0.4),
             "gradient_x_input": Curve(grad, [v / 10 for v in grad], 1.5 + n, 0.15),
         }
-        results.append(ImageResult(target=1, logit=10.0, probability=1.0, curves=curves))
-    return summarize(results, "morf")
+        result = ImageResult(target=1, logit=10.0, probability=1.0, curves=curves, order=order)
+        if order == "both":  # LeRF: the curves fall 5x slower
+            result.lerf_curves = {
+                name: Curve([10 - (10 - v) / 5 for v in c.logits], c.probabilities, c.aopc_logit / 5, 0.1)
+                for name, c in curves.items()
+            }
+        results.append(result)
+    return summarize(results, order, resamples=200)
 
 
 def coloured_pixels(png: bytes, colour: np.ndarray, tolerance: int = 12) -> int:
@@ -58,3 +65,18 @@ def test_one_image_has_no_error_band(tmp_path: Path) -> None:
     light_red = np.array([249, 222, 222])
     assert coloured_pixels(path.read_bytes(), light_red, 6) < coloured_pixels(banded, light_red, 6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.png"]  # written atomically
+
+
+def test_both_orders_get_morf_and_lerf_columns_and_an_srg_legend() -> None:
+    both = summary(order="both")
+    assert legend_label("epsilon", both["explainers"]["epsilon"]) == (
+        "epsilon   SRG 4.00 ± 0.46 (MoRF 5.00 ± 0.58, LeRF 1.00 ± 0.12)"  # SRG per image 0.8 · (4, 5, 6)
+    )
+    png = render_evaluation(both, title="t", subtitle="s", xlabel="k")
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (1375, 1144)  # 12.5 x 10.4 inches: two rows of panels
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    red = np.abs(pixels - TAB_RED).max(axis=-1) <= 12
+    upper = red[: image.size[1] // 2]
+    # the LRP curve is drawn in both upper panels (MoRF left, LeRF right)
+    assert upper[:, : image.size[0] // 2].sum() > 300 and upper[:, image.size[0] // 2 :].sum() > 300

@@ -21,7 +21,7 @@ from lrpcli.cli.options import (
     QuietOption,
 )
 from lrpcli.core.composites import PRESETS
-from lrpcli.evaluation.flipping import BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
+from lrpcli.evaluation.flipping import BASELINES, DEFAULT_BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
 
 __all__ = ["evaluate"]
 
@@ -44,9 +44,11 @@ def evaluate(
         typer.Option(
             "--baselines",
             metavar="A,B,...",
-            help=f"Baselines to compare against ('' for none): {', '.join(BASELINES)}.",
+            help="Baselines to compare against ('' for none): "
+            + "; ".join(f"{k}: {v}" for k, v in BASELINES.items())
+            + ". Occlusion is opt-in (625 extra forward passes per image for a 224 crop in 9x9 patches).",
         ),
-    ] = ",".join(BASELINES),
+    ] = ",".join(DEFAULT_BASELINES),
     steps: Annotated[
         int, typer.Option("--steps", min=1, metavar="N", help="Perturbation steps L (one more patch per step).")
     ] = 100,
@@ -65,7 +67,7 @@ def evaluate(
     order: Annotated[
         OrderName,
         typer.Option("--order", help="; ".join(f"{k}: {v}" for k, v in ORDERS.items()) + "."),
-    ] = "morf",
+    ] = "both",
     random_runs: Annotated[
         int, typer.Option("--random-runs", min=1, metavar="R", help="Random orders averaged for the random baseline.")
     ] = 5,
@@ -76,6 +78,16 @@ def evaluate(
         int,
         typer.Option("--batch-size", "-b", min=1, metavar="N", help="Perturbed copies per forward pass (bounds memory)."),
     ] = 32,
+    sanity: Annotated[
+        bool,
+        typer.Option(
+            "--sanity",
+            help="Model-randomisation check (Adebayo et al. 2018): re-initialise the top 1, top 3 "
+            "and all Linear/Conv layers of a copy of the model and report the Spearman correlation "
+            "of each LRP map with the original (lower = the map depends on the weights). Costs "
+            "one LRP pass per LRP explainer, level and image.",
+        ),
+    ] = False,
     device: DeviceOption = DeviceChoice.auto,
     out: OutOption = Path("lrp-out"),
     json_out: JsonOption = False,
@@ -84,7 +96,11 @@ def evaluate(
 ) -> None:
     """Pixel-flipping faithfulness: perturb patches in relevance order, write AOPC and curves.
 
-    Writes evaluation.json and evaluation.png into --out; --json prints evaluation.json.
+    By default both orders run (MoRF, LeRF and SRG = AOPC_MoRF − AOPC_LeRF); every explainer
+    is compared with the baselines (and LRP explainers with each other) by a paired bootstrap
+    95% CI and the Wilcoxon signed-rank test (a better/worse verdict needs the CI to exclude 0
+    and at least 6 images; otherwise: not distinguishable). Writes evaluation.json and evaluation.png into
+    --out; --json prints evaluation.json.
     """
     console = stderr_console()
     exit_with(
@@ -102,6 +118,7 @@ def evaluate(
             random_runs=random_runs,
             seed=seed,
             batch_size=batch_size,
+            sanity=sanity,
             device=device,
             out=out,
             json_out=json_out,

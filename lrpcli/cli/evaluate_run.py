@@ -1,27 +1,26 @@
 """The run behind ``lrp evaluate``: pixel-flipping curves and AOPC for LRP composites and baselines.
 
 Config, model, device and inputs are handled by the same helpers as ``lrp explain``; images
-are decoded and preprocessed by :mod:`lrpcli.images`; the maths is in :mod:`lrpcli.evaluate`,
-the plot in :mod:`lrpcli.evaluate_plot`. Writes ``evaluation.json`` and ``evaluation.png``
-into ``--out``; the ranking table goes to standard error, ``--json`` prints the document on
-standard output.
+are decoded and preprocessed by :mod:`lrpcli.io.preprocess`; the maths is in
+:mod:`lrpcli.evaluation` (flipping, summary, comparisons, sanity), the plot in
+:mod:`lrpcli.evaluation.plot`. Writes ``evaluation.json`` and ``evaluation.png`` into
+``--out``; the tables go to standard error, ``--json`` prints the document on standard output.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from lrpcli.cli.documents import write_document
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Fail, error
 from lrpcli.cli.loading import (
     discover_inputs,
@@ -34,15 +33,17 @@ from lrpcli.cli.loading import (
 from lrpcli.cli.options import DeviceChoice
 from lrpcli.config import Config
 from lrpcli.core.composites import PRESETS
+from lrpcli.core.engine import Explainer
+from lrpcli.evaluation.comparisons import compare, comparison_pairs
 from lrpcli.evaluation.document import (
     EVALUATION_JSON,
     EVALUATION_PNG,
-    ORDER_NAMES,
     evaluation_document,
     plot_labels,
 )
 from lrpcli.evaluation.flipping import (
     BASELINES,
+    OCCLUSION,
     RANDOM,
     FlipSettings,
     ImageResult,
@@ -51,18 +52,18 @@ from lrpcli.evaluation.flipping import (
     baseline_ranker,
     evaluate_image,
     lrp_ranker,
-    summarize,
 )
-from lrpcli.evaluation.plot import mean_se_text, plot_evaluation
+from lrpcli.evaluation.plot import plot_evaluation
+from lrpcli.evaluation.sanity import affine_layers, randomized_copy, sanity_levels, sanity_summary, spearman
+from lrpcli.evaluation.summary import summarize
+from lrpcli.evaluation.tables import comparisons_table, ranking_table, sanity_table
 from lrpcli.hints import did_you_mean
 from lrpcli.io.decode import ImageLoadError, load_image
-from lrpcli.io.files import atomic_write
 from lrpcli.io.inputs import ImageInput
 from lrpcli.io.preprocess import pixel_bounds, preprocess
 from lrpcli.models.sources import describe
 from lrpcli.models.spec import LoadedModel
 from lrpcli.run.entries import now
-from lrpcli.run.report import json_safe, pretty_json
 
 __all__ = ["parse_names", "run_evaluate"]
 
@@ -104,21 +105,43 @@ def _outputs(out: Path, inputs: list[ImageInput], named: list[str], overwrite: b
 
 def _rankers(
     loaded: LoadedModel, cfg: Config, composites: list[str], baselines: list[str]
-) -> tuple[dict[str, Ranker], list[dict[str, str]]]:
-    """A relevance-map function per composite and map baseline, and every explainer described."""
+) -> tuple[dict[str, Ranker], dict[str, Explainer], list[dict[str, str]]]:
+    """A relevance-map function per composite and map baseline, the LRP explainers, and every
+    explainer described (in the order of the curves: rankers, occlusion, random)."""
     rankers: dict[str, Ranker] = {}
+    explainers: dict[str, Explainer] = {}
     described: list[dict[str, str]] = []
     for name in composites:
         explainer = make_explainer(loaded, cfg, None if name == cfg.composite_name else name)
+        explainers[name] = explainer
         rankers[name] = lrp_ranker(explainer)
         text = PRESETS[name].description if name in PRESETS else "the config's rules"
         description = f"LRP, {text}; relevance summed over channels"
         described.append({"name": name, "kind": "lrp", "description": description})
-    for name in sorted(baselines, key=lambda n: n == RANDOM):  # evaluate_image adds random last
-        if name != RANDOM:
+    for name in sorted(baselines, key=lambda n: (n == RANDOM, n == OCCLUSION)):  # as evaluate_image
+        if name not in (RANDOM, OCCLUSION):
             rankers[name] = baseline_ranker(name, loaded.module)
         described.append({"name": name, "kind": "baseline", "description": BASELINES[name]})
-    return rankers, described
+    return rankers, explainers, described
+
+
+def _sanity_explainers(
+    loaded: LoadedModel, cfg: Config, composites: list[str], seed: int
+) -> tuple[dict[str, dict[str, Explainer]], list[dict[str, Any]]]:
+    """Per LRP explainer and level, an explainer on a copy of the model with top layers re-initialised."""
+    names = affine_layers(loaded.module)
+    try:
+        levels = sanity_levels(len(names))
+    except ValueError as exc:
+        raise Fail(EXIT_USAGE, f"--sanity: {exc}; run without --sanity") from None
+    out: dict[str, dict[str, Explainer]] = {name: {} for name in composites}
+    described = []
+    for level, count in levels.items():
+        twin = replace(loaded, module=randomized_copy(loaded.module, count, seed=seed).eval())
+        for name in composites:
+            out[name][level] = make_explainer(twin, cfg, None if name == cfg.composite_name else name)
+        described.append({"name": level, "layers": count, "reinitialised": names[len(names) - count :]})
+    return out, described
 
 
 def run_evaluate(
@@ -135,6 +158,7 @@ def run_evaluate(
     random_runs: int,
     seed: int,
     batch_size: int,
+    sanity: bool,
     device: DeviceChoice,
     out: Path,
     json_out: bool,
@@ -151,6 +175,8 @@ def run_evaluate(
     baseline_names = parse_names(baselines, list(BASELINES), "--baselines")
     if not composite_names and not baseline_names:
         raise Fail(EXIT_USAGE, "nothing to evaluate: --composites and --baselines are both empty")
+    if sanity and not composite_names:
+        raise Fail(EXIT_USAGE, "--sanity checks LRP explainers, but --composites is empty; name one or drop --sanity")
     settings = FlipSettings(patch, steps, perturbation, order, random_runs, seed, batch_size)
     grid = _grid(cfg.preprocess.crop, patch, steps)
     inputs = _inputs(console, paths, out, overwrite)
@@ -163,9 +189,14 @@ def run_evaluate(
     if not quiet:
         console.print(Text(f"loading {describe(cfg.model)} on {dev}", style="dim"))
     loaded = load_cli_model(cfg, dev)
-    rankers, described = _rankers(loaded, cfg, composite_names, baseline_names)
+    rankers, lrp_explainers, described = _rankers(loaded, cfg, composite_names, baseline_names)
+    randomized, levels = _sanity_explainers(loaded, cfg, composite_names, seed) if sanity else ({}, [])
     low, high = pixel_bounds(cfg.preprocess)
-    job = _Job(loaded, cfg, rankers, settings, low, high, RANDOM in baseline_names, dev, console, quiet)
+    job = _Job(
+        loaded, cfg, rankers, settings, low, high, RANDOM in baseline_names, dev, console, quiet,
+        occlusion=OCCLUSION in baseline_names, explainers=lrp_explainers, randomized=randomized,
+    )  # fmt: skip
+    rhos: dict[str, dict[str, list[float]]] = {n: {lv["name"]: [] for lv in levels} for n in randomized}
     entries: list[dict[str, Any]] = []
     results: list[ImageResult] = []
     for index, item in enumerate(inputs):
@@ -173,8 +204,23 @@ def run_evaluate(
         entries.append(entry)
         if result is not None:
             results.append(result)
+            for name, by_level in entry.get("sanity", {}).items():
+                for level, rho in by_level.items():
+                    rhos[name][level].append(rho)
 
-    summary = summarize(results, order)
+    summary = summarize(results, order, seed=seed)
+    names = [d["name"] for d in described]
+    comparisons = compare(results, order, comparison_pairs(names, composite_names), seed=seed)
+    sanity_doc = None
+    if sanity:
+        sanity_doc = {
+            "method": "Adebayo et al. 2018, cascading model randomisation: Spearman rank correlation "
+            "over pixels of the map (relevance summed over channels, same target) with the map of "
+            "a copy whose top layers have weights and biases drawn from N(0, std of the originals)",
+            "seed": seed,
+            "levels": levels,
+            "explainers": sanity_summary(rhos),
+        }
     failed = sum(e["status"] != "ok" for e in entries)
     code = EXIT_FAILED if failed else EXIT_OK
     if results:
@@ -184,18 +230,15 @@ def run_evaluate(
     doc = evaluation_document(
         cfg=cfg, loaded=loaded, device=dev, out=out, settings=settings, grid=grid, described=described,
         started_at=started_at, duration=finished, entries=entries, summary=summary, inputs=len(inputs),
-        evaluated=len(results), exit_code=code,
+        evaluated=len(results), exit_code=code, comparisons=comparisons, sanity=sanity_doc,
     )  # fmt: skip
-    text = pretty_json(json_safe(doc)) + "\n"
-    atomic_write(out / EVALUATION_JSON, lambda handle: handle.write(text.encode("utf-8")))
-    if json_out:
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pass
+    write_document(out / EVALUATION_JSON, doc, to_stdout=json_out)
     if not quiet and results:
-        console.print(_ranking_table(summary, order, len(results)))
+        console.print(ranking_table(summary, order, len(results)))
+        if comparisons:
+            console.print(comparisons_table(comparisons))
+        if sanity_doc is not None:
+            console.print(sanity_table(sanity_doc))
     if failed:
         error(console, f"{failed} of {len(inputs)} images could not be evaluated; see {out / EVALUATION_JSON}")
     if not quiet:
@@ -244,6 +287,9 @@ class _Job:
     device: torch.device
     console: Console
     quiet: bool
+    occlusion: bool = False
+    explainers: dict[str, Explainer] = field(default_factory=dict)
+    randomized: dict[str, dict[str, Explainer]] = field(default_factory=dict)
 
 
 def _evaluate_one(job: _Job, item: ImageInput, index: int) -> tuple[dict[str, Any], ImageResult | None]:
@@ -274,6 +320,7 @@ def _evaluate_one(job: _Job, item: ImageInput, index: int) -> tuple[dict[str, An
         high=job.high,
         random=job.random,
         image=index,
+        occlusion=job.occlusion,
     )
     categories = job.loaded.categories
     label = categories[result.target] if result.target < len(categories) else f"class {result.target}"
@@ -285,32 +332,31 @@ def _evaluate_one(job: _Job, item: ImageInput, index: int) -> tuple[dict[str, An
         "probability": result.probability,
     }
     entry["explainers"] = {name: curve.to_dict() for name, curve in result.curves.items()}
+    if result.lerf_curves is not None:
+        for name, srg in result.srg().items():
+            entry["explainers"][name].update(order="morf", srg=srg, lerf=result.lerf_curves[name].to_dict())
+    if job.randomized:
+        entry["sanity"] = _sanity_one(job, x.to(job.device), result.target)
     entry["elapsed_s"] = time.perf_counter() - start
     if not job.quiet:
-        scores = ", ".join(f"{name} {curve.aopc_logit:.2f}" for name, curve in result.curves.items())
-        line = f"{item.path}: {label} ({result.probability:.1%}); AOPC {scores}"
+        if result.lerf_curves is not None:
+            scores = ", ".join(f"{name} {srg:.2f}" for name, srg in result.srg().items())
+            what = "SRG"
+        else:
+            scores = ", ".join(f"{name} {curve.aopc_logit:.2f}" for name, curve in result.curves.items())
+            what = "AOPC"
+        line = f"{item.path}: {label} ({result.probability:.1%}); {what} {scores}"
         job.console.print(Text.assemble(("ok ", "green"), line))
     return entry, result
 
 
-def _ranking_table(summary: dict[str, Any], order: str, images: int) -> Table:
-    """The ranking as a Rich table: AOPC on logits and on probabilities, mean ± standard error."""
-    better = "higher" if order == "morf" else "lower"
-    table = Table(
-        title=f"pixel flipping, {ORDER_NAMES[order]}: {better} AOPC is better "
-        f"({images} image(s); mean ± standard error)",
-        header_style="bold",
-    )
-    table.add_column("rank", justify="right")
-    table.add_column("explainer")
-    table.add_column("AOPC (logit)", justify="right")
-    table.add_column("AOPC (probability)", justify="right")
-    for row in summary["ranking"]:
-        stats = summary["explainers"][row["explainer"]]
-        table.add_row(
-            str(row["rank"]),
-            row["explainer"],
-            mean_se_text(stats["aopc_logit"], 3),
-            mean_se_text(stats["aopc_probability"], 4),
-        )
-    return table
+def _sanity_one(job: _Job, x: torch.Tensor, target: int) -> dict[str, dict[str, float]]:
+    """Spearman ρ of each LRP map with the maps of the randomised copies, on one image."""
+    out: dict[str, dict[str, float]] = {}
+    for name, by_level in job.randomized.items():
+        heat = job.explainers[name](x[None], target).relevance[0].sum(dim=0)
+        out[name] = {
+            level: spearman(heat, explainer(x[None], target).relevance[0].sum(dim=0))
+            for level, explainer in by_level.items()
+        }
+    return out

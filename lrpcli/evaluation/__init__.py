@@ -1,2 +1,4 @@
-"""Measuring explanations: pixel flipping and AOPC (:mod:`.flipping`), the plot (:mod:`.plot`) and
-evaluation.json (:mod:`.document`)."""
+"""Measuring explanations: pixel flipping, AOPC and SRG (:mod:`.flipping`, :mod:`.perturb`,
+:mod:`.occlusion`), statistics over images (:mod:`.summary`, :mod:`.stats`, :mod:`.comparisons`),
+the model-randomisation check (:mod:`.sanity`), the plot (:mod:`.plot`), the tables
+(:mod:`.tables`) and evaluation.json (:mod:`.document`)."""

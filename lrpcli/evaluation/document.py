@@ -2,9 +2,17 @@
 the titles of its plot.
 
 Layout: ``run`` (versions, model, config, explainers, settings, grid, metric), ``summary``
-(counts, the ranking and every explainer's statistics), ``images`` (one entry per input with
-its curves). The maths is in :mod:`lrpcli.evaluation.flipping`, the picture in
-:mod:`lrpcli.evaluation.plot`.
+(counts, the ranking, every explainer's statistics, the paired ``comparisons`` and, with
+``--sanity``, the model-randomisation ``sanity`` check), ``images`` (one entry per input with
+its curves per order, SRG and sanity correlations). The maths is in
+:mod:`lrpcli.evaluation.flipping`, :mod:`.summary`, :mod:`.stats` and :mod:`.sanity`, the
+picture in :mod:`lrpcli.evaluation.plot`.
+
+Schema 2 (from 1): ``--order both`` is the default; per image, ``explainers[name]`` holds the
+first order's curve as before (MoRF for ``morf`` and ``both``) plus ``lerf`` and ``srg`` with
+``both``; ``summary.ranking[].rank`` is shared by explainers not distinguishable by a paired
+95 % bootstrap interval (it was the position); ``summary.comparisons`` and
+``summary.sanity`` are new.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import torch
 
 from lrpcli.config import Config
 from lrpcli.evaluation.flipping import ORDERS, PERTURBATIONS, FlipSettings, PatchGrid
+from lrpcli.evaluation.stats import EXACT_MAX, MIN_IMAGES, RESAMPLES
+from lrpcli.evaluation.summary import METRICS
 from lrpcli.models.sources import describe
 from lrpcli.models.spec import LoadedModel
 from lrpcli.run.entries import config_digest, now, run_header
@@ -33,8 +43,8 @@ __all__ = [
 EVALUATION_JSON = "evaluation.json"
 EVALUATION_PNG = "evaluation.png"
 EVALUATION_KIND = "lrpcli.evaluation"
-ORDER_NAMES: dict[str, str] = {"morf": "MoRF", "lerf": "LeRF"}
-SCHEMA_VERSION = 1
+ORDER_NAMES: dict[str, str] = {"morf": "MoRF", "lerf": "LeRF", "both": "MoRF and LeRF"}
+SCHEMA_VERSION = 2
 """Bumped when a field of ``evaluation.json`` changes meaning or disappears."""
 
 
@@ -55,6 +65,8 @@ def evaluation_document(
     inputs: int,
     evaluated: int,
     exit_code: int,
+    comparisons: list[dict[str, Any]] | None = None,
+    sanity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole ``evaluation.json`` document (plain data; :func:`lrpcli.run.report.json_safe` it)."""
     failures = [{"input": e["input"], "error": e["error"]} for e in entries if e["status"] != "ok"]
@@ -67,9 +79,12 @@ def evaluation_document(
             "evaluated": evaluated,
             "failed": len(failures),
             "failures": failures,
-            "ranked_by": f"mean aopc_logit over images, {ORDERS[settings.order]}",
+            "ranked_by": f"mean {summary['ranked_by']} over images: {METRICS[summary['ranked_by']][1]}; "
+            "rank = 1 + the number of explainers better with a paired 95% bootstrap CI excluding 0",
             "ranking": summary["ranking"],
             "explainers": summary["explainers"],
+            "comparisons": comparisons or [],
+            "sanity": sanity,
             "plot": EVALUATION_PNG if evaluated else None,
             "exit_code": exit_code,
         },
@@ -85,7 +100,7 @@ def plot_labels(loaded: LoadedModel, s: FlipSettings, grid: PatchGrid, images: i
         f"{s.perturbation}: {PERTURBATIONS[s.perturbation]}; random: mean of {s.random_runs} orders"
     )
     area = min(1.0, s.steps * s.patch * s.patch / (grid.height * grid.width))
-    first = ORDERS[s.order].split(":")[0]
+    first = "in each panel's order" if s.order == "both" else ORDERS[s.order].split(":")[0]
     xlabel = f"k: patches perturbed, {first} (k = {s.steps} ≈ {area:.0%} of the crop)"
     return {"title": title, "subtitle": subtitle, "xlabel": xlabel}
 
@@ -121,6 +136,15 @@ def _run_info(
             "batch_size": s.batch_size,
             "target": "top-1 class on the clean image",
         },
+        "statistics": {
+            "interval": "percentile bootstrap of the mean paired difference over images",
+            "level": 0.95,
+            "resamples": RESAMPLES,
+            "seed": s.seed,
+            "test": f"two-sided Wilcoxon signed-rank (exact up to {EXACT_MAX} nonzero differences "
+            "without ties, else normal approximation with tie correction; zeros dropped)",
+            "verdict": f"better/worse when the interval excludes 0 and there are at least {MIN_IMAGES} images",
+        },
         "grid": {
             "height": grid.height,
             "width": grid.width,
@@ -129,6 +153,7 @@ def _run_info(
             "patches": grid.count,
         },
         "metric": "AOPC = 1/(L+1) * sum_{k=0..L} (f(x^0) - f(x^k)); f = target logit (aopc_logit) "
-        "or its softmax probability (aopc_probability); x^k has k patches perturbed",
+        "or its softmax probability (aopc_probability); x^k has k patches perturbed; "
+        "SRG = AOPC_MoRF - AOPC_LeRF (logit; order both, LeRF = the reversed MoRF order)",
         "out_dir": out.as_posix(),
     }

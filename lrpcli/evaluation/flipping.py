@@ -11,15 +11,19 @@ one more patch per step. The curve is the target logit ``f(x^k)`` (and its softm
 
 Most relevant first (MoRF), a faithful explanation makes ``f`` fall early: a larger AOPC is
 better. Least relevant first (LeRF), a faithful explanation keeps ``f`` up: a smaller AOPC is
-better.
+better. Order ``both`` runs the two on the same fill, LeRF taking the reversed MoRF order (so
+ties, broken at random for MoRF, come reversed), and scores each explainer per image by the
+symmetric relevance gain (Blücher et al. 2024; the area between the two curves of Samek 2017):
 
-Perturbations are defined in pixel space [0, 1], before normalisation, and applied to the
-normalised model input through the affine map ``pixel p → low + p · (high − low)``, where
-``low``/``high`` are the normalised values of pixels 0 and 1
-(:func:`lrpcli.images.pixel_bounds`). Blur and the mean colour commute with that map, so
-every mode gives exactly what perturbing the [0, 1] image and normalising it would.
-Random draws (uniform noise, tie-breaks, random orders) are seeded per image, and every
-explainer of an image sees the same replacement values: only the order differs.
+    SRG = 1/(L+1) · Σ_k f(x^k_LeRF) − 1/(L+1) · Σ_k f(x^k_MoRF) = AOPC_MoRF − AOPC_LeRF,
+
+larger is better (0 for an order that knows nothing, e.g. random).
+
+Perturbations (:mod:`lrpcli.evaluation.perturb`) are defined in pixel space [0, 1], before
+normalisation. Random draws (uniform noise, tie-breaks, random orders) are seeded per image,
+and every explainer of an image sees the same replacement values: only the order differs.
+Forward passes: the clean image once (shared by the target, step 0 and occlusion), then
+``L`` per order, every order of every explainer in one batched stream.
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lrpcli.core.engine import Explainer
+from lrpcli.evaluation.occlusion import occlusion_scores
+from lrpcli.evaluation.perturb import PERTURBATIONS, PatchGrid, gaussian_blur, replacement
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_BASELINES",
+    "OCCLUSION",
     "ORDERS",
     "PERTURBATIONS",
     "RANDOM",
@@ -57,29 +64,28 @@ __all__ = [
     "lrp_ranker",
     "patch_order",
     "replacement",
-    "summarize",
 ]
 
 PerturbationName = Literal["uniform", "blur", "mean", "zero"]
-OrderName = Literal["morf", "lerf"]
+OrderName = Literal["morf", "lerf", "both"]
 
-PERTURBATIONS: dict[str, str] = {
-    "uniform": "each pixel of a perturbed patch becomes a uniform random value in [0, 1] "
-    "(Samek et al. 2017)",
-    "blur": "perturbed patches show a Gaussian-blurred copy of the image (sigma = P/2)",
-    "mean": "perturbed patches take the image's mean colour",
-    "zero": "perturbed patches become black (pixel value 0)",
-}
 ORDERS: dict[str, str] = {
     "morf": "most relevant first: a larger AOPC is better",
     "lerf": "least relevant first: a smaller AOPC is better",
+    "both": "MoRF and LeRF (the reversed MoRF order) on the same fill, and SRG = AOPC_MoRF − "
+    "AOPC_LeRF: a larger SRG is better",
 }
 RANDOM = "random"
+OCCLUSION = "occlusion"
 BASELINES: dict[str, str] = {
     RANDOM: "patches in random order (a new permutation per run, curves averaged over runs)",
     "gradient": "sum over channels of |df/dx| at the model input (sensitivity)",
     "gradient_x_input": "sum over channels of x * df/dx at the model input (signed, like LRP)",
+    OCCLUSION: "f(x) − f(x with the patch replaced by the flipping fill), per patch; costs one "
+    "forward pass per patch",
 }
+DEFAULT_BASELINES: tuple[str, ...] = (RANDOM, "gradient", "gradient_x_input")
+"""The baselines run unless chosen otherwise (occlusion is opt-in: one forward pass per patch)."""
 
 Ranker = Callable[[Tensor, int], Tensor]
 """Maps a normalised image ``(C, H, W)`` and a target class to a relevance map ``(H, W)``."""
@@ -106,47 +112,10 @@ class FlipSettings:
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
 
-
-@dataclass(frozen=True)
-class PatchGrid:
-    """Non-overlapping ``patch x patch`` tiles of an ``height x width`` image, row by row."""
-
-    height: int
-    width: int
-    patch: int
-
-    def __post_init__(self) -> None:
-        if self.patch < 1 or self.patch > min(self.height, self.width):
-            raise ValueError(
-                f"patch size {self.patch} does not fit a {self.height}x{self.width} image "
-                f"(1..{min(self.height, self.width)})"
-            )
-
     @property
-    def rows(self) -> int:
-        return math.ceil(self.height / self.patch)
-
-    @property
-    def cols(self) -> int:
-        return math.ceil(self.width / self.patch)
-
-    @property
-    def count(self) -> int:
-        return self.rows * self.cols
-
-    def pixel_ids(self, device: torch.device | str | None = None) -> Tensor:
-        """The patch index of every pixel, ``(height, width)``."""
-        r = torch.arange(self.height, device=device) // self.patch
-        c = torch.arange(self.width, device=device) // self.patch
-        return r[:, None] * self.cols + c[None, :]
-
-    def scores(self, heat: Tensor) -> Tensor:
-        """``heat`` ``(height, width)`` summed over each patch: ``(count,)`` float64."""
-        if tuple(heat.shape) != (self.height, self.width):
-            raise ValueError(f"expected a {self.height}x{self.width} map, got shape {tuple(heat.shape)}")
-        ids = self.pixel_ids(heat.device).flatten()
-        out = torch.zeros(self.count, dtype=torch.float64, device=heat.device)
-        return out.index_add_(0, ids, heat.detach().flatten().to(torch.float64))
+    def orders(self) -> tuple[str, ...]:
+        """The orders run: ``("morf",)``, ``("lerf",)`` or ``("morf", "lerf")``."""
+        return ("morf", "lerf") if self.order == "both" else (self.order,)
 
 
 def _generator(seed: int, image: int, stream: int) -> torch.Generator:
@@ -169,42 +138,6 @@ def patch_order(scores: Tensor, order: str, generator: torch.Generator) -> Tenso
     return perm[ranked]
 
 
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """``x`` ``(C, H, W)`` blurred per channel with a Gaussian of ``sigma`` px (edges replicated)."""
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[0]
-    y = F.pad(x[None], (radius, radius, 0, 0), mode="replicate")
-    y = F.conv2d(y, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, radius, radius), mode="replicate")
-    y = F.conv2d(y, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return y[0]
-
-
-def replacement(
-    x: Tensor, mode: str, low: Tensor, high: Tensor, *, patch: int, generator: torch.Generator
-) -> Tensor:
-    """The values perturbed pixels of the normalised image ``x`` ``(C, H, W)`` take.
-
-    ``low``/``high``: the normalised values of pixels 0 and 1 (anything with ``C`` elements).
-    """
-    c = x.shape[0]
-    lo = torch.as_tensor(low, dtype=x.dtype).reshape(c, 1, 1).to(x.device)
-    hi = torch.as_tensor(high, dtype=x.dtype).reshape(c, 1, 1).to(x.device)
-    if mode == "uniform":
-        u = torch.rand(tuple(x.shape), generator=generator, dtype=x.dtype).to(x.device)
-        return lo + u * (hi - lo)
-    if mode == "zero":
-        return lo.expand_as(x).clone()
-    if mode == "mean":
-        return x.mean(dim=(1, 2), keepdim=True).expand_as(x).clone()
-    if mode == "blur":
-        return gaussian_blur(x, patch / 2)
-    raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, got {mode!r}")
-
-
 def flip_curves(
     model: torch.nn.Module,
     x: Tensor,
@@ -214,11 +147,14 @@ def flip_curves(
     fill: Tensor,
     steps: int,
     batch_size: int,
+    *,
+    clean: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Target logit and probability with the first ``k = 0..steps`` patches of each order replaced.
 
     ``x`` and ``fill`` are ``(C, H, W)``. All perturbed copies of the image (the clean one once,
-    then ``steps`` per order) go through ``model`` together, ``batch_size`` at a time.
+    unless ``clean``, the model's output row on ``x``, is given; then ``steps`` per order) go
+    through ``model`` together, ``batch_size`` at a time.
     Returns two float64 tensors of shape ``(len(orders), steps + 1)``.
     """
     if steps > grid.count:
@@ -230,7 +166,8 @@ def flip_curves(
         rank[order.cpu()] = torch.arange(grid.count)
         ranks.append(rank[ids])
     rank_pix = torch.stack(ranks).to(x.device)  # (R, H, W): the step at which each pixel goes
-    which = [(0, 0)] + [(r, k) for r in range(len(orders)) for k in range(1, steps + 1)]
+    which = [] if clean is not None else [(0, 0)]
+    which += [(r, k) for r in range(len(orders)) for k in range(1, steps + 1)]
     logits = torch.empty(len(which), dtype=torch.float64)
     probs = torch.empty(len(which), dtype=torch.float64)
     for start in range(0, len(which), batch_size):
@@ -243,6 +180,10 @@ def flip_curves(
             out = model(batch).to(torch.float64)
         logits[start : start + len(chunk)] = out[:, target].cpu()
         probs[start : start + len(chunk)] = out.softmax(dim=1)[:, target].cpu()
+    if clean is not None:
+        row = clean.detach().to(torch.float64).cpu()
+        logits = torch.cat([row[target : target + 1], logits])
+        probs = torch.cat([row.softmax(dim=0)[target : target + 1], probs])
     shape = (len(orders), steps)
     clean_l, clean_p = logits[:1].expand(len(orders), 1), probs[:1].expand(len(orders), 1)
     return (
@@ -280,7 +221,10 @@ def baseline_ranker(name: str, model: torch.nn.Module) -> Ranker:
         return lambda x, target: input_gradient(model, x, target).abs().sum(dim=0)
     if name == "gradient_x_input":
         return lambda x, target: (input_gradient(model, x, target) * x).sum(dim=0)
-    raise ValueError(f"no relevance map for baseline {name!r}; map baselines: gradient, gradient_x_input")
+    raise ValueError(
+        f"no relevance map for baseline {name!r}; map baselines: gradient, gradient_x_input "
+        "(random and occlusion are options of evaluate_image)"
+    )
 
 
 @dataclass
@@ -303,14 +247,53 @@ class Curve:
         return d
 
 
+
+
 @dataclass
 class ImageResult:
-    """The target on the clean image and every explainer's curve."""
+    """The target on the clean image and every explainer's curves.
+
+    ``curves``: the first order's curves (MoRF for orders ``morf`` and ``both``, LeRF for
+    ``lerf``); ``lerf_curves``: with order ``both``, the LeRF curves (else None).
+    """
 
     target: int
     logit: float
     probability: float
     curves: dict[str, Curve] = field(default_factory=dict)
+    lerf_curves: dict[str, Curve] | None = None
+    order: str = "morf"
+
+    def by_order(self) -> dict[str, dict[str, Curve]]:
+        """The curves keyed by order name: ``{"morf": ..., "lerf": ...}`` (the orders run)."""
+        if self.order == "both":
+            return {"morf": self.curves, "lerf": self.lerf_curves or {}}
+        return {self.order: self.curves}
+
+    def srg(self) -> dict[str, float]:
+        """Per explainer ``AOPC_MoRF − AOPC_LeRF`` (logit); needs order ``both``."""
+        if self.order != "both" or self.lerf_curves is None:
+            raise ValueError(f"SRG needs order 'both', this result has order {self.order!r}")
+        return {n: c.aopc_logit - self.lerf_curves[n].aopc_logit for n, c in self.curves.items()}
+
+
+def _curves(names: Sequence[str], logits: Tensor, probs: Tensor, runs: int) -> dict[str, Curve]:
+    """Curves of the named orders (rows ``0..len(names)``), then the mean of ``runs`` random rows."""
+    a_logit, a_prob = aopc(logits), aopc(probs)
+    curves = {
+        name: Curve(logits[j].tolist(), probs[j].tolist(), float(a_logit[j]), float(a_prob[j]))
+        for j, name in enumerate(names)
+    }
+    if runs:
+        lo = len(names)
+        curves[RANDOM] = Curve(
+            logits[lo:].mean(dim=0).tolist(),
+            probs[lo:].mean(dim=0).tolist(),
+            float(a_logit[lo:].mean()),
+            float(a_prob[lo:].mean()),
+            aopc_logit_runs=a_logit[lo:].tolist(),
+        )
+    return curves
 
 
 def evaluate_image(
@@ -324,95 +307,42 @@ def evaluate_image(
     random: bool = True,
     image: int = 0,
     target: int | None = None,
+    occlusion: bool = False,
 ) -> ImageResult:
     """Perturbation curves of one normalised image ``x`` ``(C, H, W)`` for every ranker.
 
     ``target``: the class whose logit is followed (None: the top-1 class on ``x``).
-    With ``random``, adds the :data:`RANDOM` baseline (``settings.random_runs`` orders).
-    ``image`` selects this image's random streams, so results do not depend on batching.
+    With ``random``, adds the :data:`RANDOM` baseline (``settings.random_runs`` orders); with
+    ``occlusion``, the :data:`OCCLUSION` baseline (one forward pass per patch, see
+    :mod:`lrpcli.evaluation.occlusion`). ``image`` selects this image's random streams, so
+    results do not depend on batching. Curves are named as the rankers, then occlusion, random.
     """
     s = settings
     grid = PatchGrid(x.shape[-2], x.shape[-1], s.patch)
     if s.steps > grid.count:
         raise ValueError(f"{s.steps} steps but only {grid.count} patches of {s.patch}x{s.patch}")
-    if target is None:
+    clean: Tensor | None = None
+    if target is None or occlusion:
         with torch.inference_mode():
-            target = int(model(x[None])[0].argmax())
+            clean = model(x[None])[0]
+        target = int(clean.argmax()) if target is None else target
     fill = replacement(x, s.perturbation, low, high, patch=s.patch, generator=_generator(s.seed, image, 0))
-    names: list[str] = []
-    orders: list[Tensor] = []
-    for name, ranker in rankers.items():
-        heat = ranker(x, target)
-        orders.append(patch_order(grid.scores(heat), s.order, _generator(s.seed, image, 1)))
-        names.append(name)
+    first = "lerf" if s.order == "lerf" else "morf"
+    scores = {name: grid.scores(ranker(x, target)) for name, ranker in rankers.items()}
+    if occlusion:
+        assert clean is not None
+        clean_logit = float(clean[target])
+        scores[OCCLUSION] = occlusion_scores(model, x, target, grid, fill, s.batch_size, clean_logit=clean_logit)
+    names = list(scores)
+    orders = [patch_order(sc, first, _generator(s.seed, image, 1)) for sc in scores.values()]
     runs = s.random_runs if random else 0
-    for r in range(runs):
-        orders.append(torch.randperm(grid.count, generator=_generator(s.seed, image, 2 + r)))
-    logits, probs = flip_curves(model, x, target, orders, grid, fill, s.steps, s.batch_size)
-    a_logit, a_prob = aopc(logits), aopc(probs)
-    result = ImageResult(target=target, logit=float(logits[0, 0]), probability=float(probs[0, 0]))
-    for j, name in enumerate(names):
-        result.curves[name] = Curve(
-            logits[j].tolist(), probs[j].tolist(), float(a_logit[j]), float(a_prob[j])
-        )
-    if runs:
-        lo = len(names)
-        result.curves[RANDOM] = Curve(
-            logits[lo:].mean(dim=0).tolist(),
-            probs[lo:].mean(dim=0).tolist(),
-            float(a_logit[lo:].mean()),
-            float(a_prob[lo:].mean()),
-            aopc_logit_runs=a_logit[lo:].tolist(),
-        )
+    orders += [torch.randperm(grid.count, generator=_generator(s.seed, image, 2 + r)) for r in range(runs)]
+    if s.order == "both":
+        orders += [o.flip(0) for o in orders]
+    logits, probs = flip_curves(model, x, target, orders, grid, fill, s.steps, s.batch_size, clean=clean)
+    half = len(names) + runs
+    result = ImageResult(target, float(logits[0, 0]), float(probs[0, 0]), order=s.order)
+    result.curves = _curves(names, logits[:half], probs[:half], runs)
+    if s.order == "both":
+        result.lerf_curves = _curves(names, logits[half:], probs[half:], runs)
     return result
-
-
-def _mean_se(values: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Mean over dim 0 and its standard error (sample std / sqrt(n); None for n < 2)."""
-    n = values.shape[0]
-    mean = values.mean(dim=0)
-    if n < 2:
-        return mean, None
-    return mean, values.std(dim=0, correction=1) / math.sqrt(n)
-
-
-def summarize(results: Sequence[ImageResult], order: str) -> dict[str, Any]:
-    """Per explainer: mean AOPC ± standard error over images and mean curves; and the ranking.
-
-    Ranked by mean logit AOPC, descending for ``morf`` and ascending for ``lerf`` (better first).
-    """
-    if not results:
-        return {"explainers": {}, "ranking": []}
-    explainers: dict[str, Any] = {}
-    for name in results[0].curves:
-        curves = [r.curves[name] for r in results]
-        logits = torch.tensor([c.logits for c in curves], dtype=torch.float64)
-        probs = torch.tensor([c.probabilities for c in curves], dtype=torch.float64)
-        a_logit, se_logit = _mean_se(torch.tensor([c.aopc_logit for c in curves], dtype=torch.float64))
-        a_prob, se_prob = _mean_se(torch.tensor([c.aopc_probability for c in curves], dtype=torch.float64))
-        drop, drop_se = _mean_se(logits[:, :1] - logits)
-        prob, prob_se = _mean_se(probs)
-        explainers[name] = {
-            "images": len(curves),
-            "aopc_logit": {"mean": float(a_logit), "se": None if se_logit is None else float(se_logit)},
-            "aopc_probability": {"mean": float(a_prob), "se": None if se_prob is None else float(se_prob)},
-            "mean_curve": {
-                "logit_drop": drop.tolist(),
-                "logit_drop_se": None if drop_se is None else drop_se.tolist(),
-                "probability": prob.tolist(),
-                "probability_se": None if prob_se is None else prob_se.tolist(),
-            },
-        }
-    ranked = sorted(
-        explainers, key=lambda n: explainers[n]["aopc_logit"]["mean"], reverse=order == "morf"
-    )
-    ranking = [
-        {
-            "rank": i + 1,
-            "explainer": name,
-            "aopc_logit_mean": explainers[name]["aopc_logit"]["mean"],
-            "aopc_logit_se": explainers[name]["aopc_logit"]["se"],
-        }
-        for i, name in enumerate(ranked)
-    ]
-    return {"explainers": explainers, "ranking": ranking}
