@@ -135,8 +135,8 @@ class Methods:
     def ours(self, composite: str) -> torch.Tensor:
         ex = self._ours.get(composite)
         if ex is None:
-            ex = self._ours[composite] = lrpcli.Explainer(
-                self.model, composite, precision="model", low=LOW.to(self.x), high=HIGH.to(self.x)
+            ex = self._ours[composite] = lrpcli.Explainer(  # coverage=False: Zennit's first-layer rules
+                self.model, composite, precision="model", low=LOW.to(self.x), high=HIGH.to(self.x), coverage=False
             )
         return ex(self.x, self.targets).relevance
 

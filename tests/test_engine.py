@@ -71,7 +71,8 @@ def _zennit_relevance(model: torch.nn.Module, name: str, composite: str, x: torc
 @pytest.mark.parametrize("composite", ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1"])
 def test_matches_zennit(models, batch, name: str, composite: str) -> None:
     model = models[name]
-    ours = explain(model, batch, composite, low=LOW, high=HIGH)
+    # coverage=False: the presets' first-layer rule exactly as Zennit has it (no grid fix)
+    ours = explain(model, batch, composite, low=LOW, high=HIGH, coverage=False)
     theirs = _zennit_relevance(model, name, composite, batch, ours.targets)
     for i in range(batch.shape[0]):
         scale = float(theirs[i].abs().max())
@@ -89,7 +90,7 @@ def test_zennit_agreement_without_oracle_fix_is_rounding_level(models, batch) ->
     from zennit.torchvision import ResNetCanonizer
 
     model = models["resnet50"]
-    ours = explain(model, batch, "epsilon_plus_flat")
+    ours = explain(model, batch, "epsilon_plus_flat", coverage=False)
     with Gradient(model=copy.deepcopy(model), composite=EpsilonPlusFlat(canonizers=[ResNetCanonizer()])) as attr:
         _, theirs = attr(batch.clone(), lambda out: out * torch.nn.functional.one_hot(ours.targets, 1000))
     rel = float((ours.relevance - theirs).abs().max() / theirs.abs().max())
@@ -401,3 +402,47 @@ def test_gamma_one_weight_form_after_relu6() -> None:
     a, b = lean(x), full(x)
     torch.testing.assert_close(a.relevance, b.relevance, rtol=1e-4, atol=1e-6 * float(b.relevance.abs().max()))
     assert float(a.ledger.relative_error().max()) <= 1e-5
+
+
+@functools.cache
+def _resnet18() -> torch.nn.Module:
+    return calibrated("resnet18", size=32)
+
+
+@pytest.mark.parametrize("treatment", ["absorb", "distribute", "ignore"])
+@pytest.mark.parametrize("composite", sorted(PRESETS))
+def test_every_preset_and_bias_treatment_closes_the_ledger(composite: str, treatment: str) -> None:
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    exp = Explainer(_resnet18(), composite, low=-3.0, high=3.0, bias=treatment, epsilon="0.25std")(x)
+    led = exp.ledger
+    assert float(led.relative_error().max()) <= 1e-5
+    affine = [e for e in led.entries if e.op.startswith("Conv") or e.op.startswith("Linear")]
+    booked = torch.stack([e.bias for e in affine]).abs().sum(0)
+    if treatment == "absorb":
+        assert float(booked.min()) > 0 and all(e.distributed is None for e in affine)
+    else:  # z^B (epsilon_gamma_box's first layer) has no bias term at all; every other rule books none
+        assert float(booked.max()) == 0.0
+    if treatment == "distribute":
+        spread = led.distributed()
+        assert float(spread.abs().min()) > 0
+        # nothing went to biases: f(x) = ΣR_pixels + stabilisers + dropped
+        rest = led.output - led.pixels - sum(e.stabilizer + e.dropped for e in led.entries)
+        torch.testing.assert_close(rest, torch.zeros_like(rest), atol=1e-5 * float(led.output.abs().max()), rtol=0)
+
+
+def test_distribute_sends_f_x_to_the_pixels() -> None:
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    absorb = Explainer(_resnet18(), "epsilon_plus_flat")(x).ledger
+    spread = Explainer(_resnet18(), "epsilon_plus_flat", bias="distribute")(x).ledger
+    assert float((absorb.pixel_share() - 1).abs().min()) > 0.1  # the folded BatchNorm shifts take a part
+    torch.testing.assert_close(spread.pixel_share(), torch.ones(2, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+def test_relative_epsilon_is_per_image() -> None:
+    model = copy.deepcopy(_resnet18()).double()  # float64: batch size changes no rounding to speak of
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    both = Explainer(model, "epsilon", epsilon="0.25std", precision="model")(x)
+    one = Explainer(model, "epsilon", epsilon="0.25std", precision="model")(x[1:])
+    torch.testing.assert_close(both.relevance[1:], one.relevance, rtol=1e-9, atol=1e-12 * float(one.relevance.abs().max()))
+    big = Explainer(model, "epsilon", epsilon="4std", precision="model")(x[1:])
+    assert float(big.ledger.pixel_share()[0]) < float(one.ledger.pixel_share()[0])

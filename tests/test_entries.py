@@ -75,3 +75,16 @@ def test_run_header_helpers() -> None:
     assert set(versions) == {"lrpcli_version", "torch_version", "python_version"}
     stamp = now()
     assert stamp[4] == "-" and "T" in stamp and ("+" in stamp[19:] or "-" in stamp[19:])
+
+
+def test_conservation_shares_in_words() -> None:
+    from lrpcli.run.entries import conservation_shares, percent, share_words
+
+    ledger = {"f_x": 4.0, "sum_pixels": 3.12, "absorbed": {"bias": 0.88, "stabilizer": 0.0, "dropped": 0.0}}
+    cons = conservation_shares(ledger, -0.88)
+    assert cons["pixel_share"] == pytest.approx(0.78) and cons["bias_share"] == pytest.approx(0.22)
+    assert share_words(cons) == "78 % of the logit reaches the pixels; 22 % went to biases (see ledger)"
+    tiny = conservation_shares({"f_x": 10.0, "sum_pixels": 0.004, "absorbed": {"bias": 0.0, "stabilizer": 9.996, "dropped": 0.0}}, 0.0)
+    assert share_words(tiny) == "0.04 % of the logit reaches the pixels; 100 % went to stabilisers (see ledger)"
+    assert percent(0.0) == "0 %" and percent(1.0) == "100 %"
+    assert conservation_shares({"f_x": 0.0, "sum_pixels": 0.0, "absorbed": {"bias": 0, "stabilizer": 0, "dropped": 0}}, 0.0)["pixel_share"] is None

@@ -50,3 +50,24 @@ def test_accounts_without_steps_and_without_entries() -> None:
     data = empty.accounts().image(1)
     assert data["steps"] == [] and data["absorbed"] == {"bias": 0.0, "stabilizer": 0.0, "dropped": 0.0}
     assert data["closure_error"] == 0.5 and data["precision"] is None
+
+
+def test_pixel_share_and_distributed_bias() -> None:
+    z = torch.zeros(2, dtype=torch.float64)
+    spread = torch.tensor([0.5, -0.25], dtype=torch.float64)
+    entries = [
+        LedgerEntry("a", "conv", "a", "epsilon(bias=distribute)", torch.tensor([2.0, -4.0], dtype=torch.float64),
+                    torch.tensor([1.9, -4.0], dtype=torch.float64), z, torch.tensor([0.1, 0.0], dtype=torch.float64), z,
+                    spread),
+        LedgerEntry("b", "relu", None, "pass", z, z, z, z, z),
+    ]  # fmt: skip
+    led = Ledger(output=torch.tensor([2.0, -4.0], dtype=torch.float64), pixels=torch.tensor([1.9, -4.0], dtype=torch.float64),
+                 entries=entries, precision=["float64"] * 2)  # fmt: skip
+    torch.testing.assert_close(led.pixel_share(), torch.tensor([0.95, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(led.distributed(), spread)
+    assert float(led.closure_error().abs().max()) < 1e-15  # distributed relevance is not absorbed
+    one = led.image(1)
+    assert one["pixel_share"] == pytest.approx(1.0) and one["distributed_bias"] == pytest.approx(-0.25)
+    assert one["steps"][0]["distributed"] == pytest.approx(-0.25) and "distributed" not in one["steps"][1]
+    zero = Ledger(output=torch.zeros(1, dtype=torch.float64), pixels=torch.ones(1, dtype=torch.float64))
+    assert math.isnan(float(zero.pixel_share()[0]))  # f(x) = 0: no share, not a division by zero

@@ -62,7 +62,7 @@ def test_attention_rule_matches_the_explicit_matrix_and_sends_nothing_through_qu
     assert isinstance(lin, AttentionLin)
     with torch.no_grad():
         y_module = model(x)
-    wv, bv = lin.wv, lin.bv
+    wv = lin.wv
     wo = lin.wo
     hd = dim // heads
     for n in range(2):

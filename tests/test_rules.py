@@ -29,61 +29,95 @@ def dense(layer: Affine, x: torch.Tensor, weight: torch.Tensor | None = None) ->
     return jac.reshape(jac.shape[1 : 1 + (jac.ndim - 2) // 2].numel(), x0[0].numel())
 
 
+def epsilon_of(rule, z: torch.Tensor) -> float:
+    """The rule's ε for one image's pre-activations ``z``: a number, or "0.25std" read as text."""
+    if isinstance(rule.epsilon, str):
+        return float(rule.epsilon[:-3]) * float(z.std())
+    return rule.epsilon
+
+
 def reference(rule, layer: Affine, x: torch.Tensor, r: torch.Tensor, bias: torch.Tensor | None, bounds=None):
-    """Relevance at the input of `layer`, one image at a time, from explicit contributions."""
+    """Relevance at the input of `layer`, one image at a time, from explicit contributions.
+
+    Bias treatments: ``ignore`` sets b = 0 in every denominator; ``distribute`` adds each output's
+    bias share t_k = b'_k s_k to its inputs in proportion to |x_i M_ki| (uniform over the inputs it
+    is connected to when all are zero). ``coverage``: every contribution c_ik is divided by
+    c_i = number of outputs input i is connected to. The bias shares Σ_k t_k per image are left
+    in ``reference.shares``.
+    """
     out = []
     M = dense(layer, x)
     M1 = dense(layer, x, torch.ones_like(layer.weight))
     M2 = dense(layer, x, layer.weight**2)
+    treatment = getattr(rule, "bias", "absorb")
+    cover = 1.0 / M1.sum(0) if getattr(rule, "coverage", False) else torch.ones(M.shape[1], dtype=DT)
+    shares = []
     for n in range(x.shape[0]):
         xi = x[n].reshape(-1)
         rk = r[n].reshape(-1)
         b = torch.zeros(M.shape[0], dtype=DT) if bias is None else layer.bias_view(bias, r.ndim).expand_as(r[:1]).reshape(-1)
-        c = xi[None, :] * M  # c[k, i]
+        c = (xi * cover)[None, :] * M  # c[k, i]
+        z_rule = c.sum(1) + b  # the pre-activations the rule sees (ε = factor · their std)
+        if treatment == "ignore":
+            b = torch.zeros_like(b)
         cp, cn = c.clamp(min=0), c.clamp(max=0)
+        t = torch.zeros_like(rk)  # the bias share of each output
         if isinstance(rule, Epsilon):  # includes LRP0
             z = c.sum(1) + b
-            den = stab(z, rule.epsilon)
+            den = stab(z, epsilon_of(rule, z_rule))
             s = torch.where(den == 0, torch.zeros_like(den), rk / den)
             ri = (c * s[:, None]).sum(0)
+            t = b * s
         elif isinstance(rule, ZPlus):
             p = cp.sum(1) + b.clamp(min=0)
-            ri = (cp * (rk / stab(p, rule.stabilizer))[:, None]).sum(0)
+            s = rk / stab(p, rule.stabilizer)
+            ri = (cp * s[:, None]).sum(0)
+            t = b.clamp(min=0) * s
         elif isinstance(rule, AlphaBeta):
             p = cp.sum(1) + b.clamp(min=0)
             q = cn.sum(1) + b.clamp(max=0)
-            ri = (
-                rule.alpha * cp * (rk / stab(p, rule.stabilizer))[:, None]
-                - rule.beta * cn * (rk / stab(q, rule.stabilizer))[:, None]
-            ).sum(0)
+            sp, sn = rk / stab(p, rule.stabilizer), rk / stab(q, rule.stabilizer)
+            ri = (rule.alpha * cp * sp[:, None] - rule.beta * cn * sn[:, None]).sum(0)
+            t = rule.alpha * b.clamp(min=0) * sp - rule.beta * b.clamp(max=0) * sn
         elif isinstance(rule, Gamma):
             g = rule.gamma
             z = c.sum(1) + b
             ri = torch.zeros_like(xi)
             for k in range(M.shape[0]):
                 if z[k] > 0:
-                    num = c[k] + g * cp[k]
+                    num, bk = c[k] + g * cp[k], b[k] + g * b[k].clamp(min=0)
                     den = z[k] + g * (cp[k].sum() + b[k].clamp(min=0))
                 elif z[k] < 0:
-                    num = c[k] + g * cn[k]
+                    num, bk = c[k] + g * cn[k], b[k] + g * b[k].clamp(max=0)
                     den = z[k] + g * (cn[k].sum() + b[k].clamp(max=0))
                 else:
                     continue
                 ri = ri + num * rk[k] / stab(den, rule.stabilizer)
+                t[k] = bk * rk[k] / stab(den, rule.stabilizer)
         elif isinstance(rule, ZBox):
             lo, hi = bounds
-            li = lo.expand_as(x[:1]).reshape(-1)
-            hi_ = hi.expand_as(x[:1]).reshape(-1)
-            t = c - li[None, :] * M.clamp(min=0) - hi_[None, :] * M.clamp(max=0)
-            ri = (t * (rk / stab(t.sum(1), rule.stabilizer))[:, None]).sum(0)
+            li = lo.expand_as(x[:1]).reshape(-1) * cover
+            hi_ = hi.expand_as(x[:1]).reshape(-1) * cover
+            tb = c - li[None, :] * M.clamp(min=0) - hi_[None, :] * M.clamp(max=0)
+            ri = (tb * (rk / stab(tb.sum(1), rule.stabilizer))[:, None]).sum(0)
         elif isinstance(rule, Flat):
-            ri = (M1 * (rk / stab(M1.sum(1), rule.stabilizer))[:, None]).sum(0)
+            m = M1 * cover[None, :]
+            ri = (m * (rk / stab(m.sum(1), rule.stabilizer))[:, None]).sum(0)
         elif isinstance(rule, WSquare):
-            b2 = b**2
-            ri = (M2 * (rk / stab(M2.sum(1) + b2, rule.stabilizer))[:, None]).sum(0)
+            m = M2 * cover[None, :]
+            ri = (m * (rk / stab(m.sum(1) + b**2, rule.stabilizer))[:, None]).sum(0)
         else:
             raise AssertionError(rule)
+        if treatment == "distribute":
+            a = c.abs()  # |x_i M_ki| (divided by c_i with coverage: the bias share avoids the grid too)
+            for k in range(M.shape[0]):
+                if a[k].sum() > 0:
+                    ri = ri + t[k] * a[k] / a[k].sum()
+                else:
+                    ri = ri + t[k] * (M1[k] != 0) / (M1[k] != 0).sum()
+        shares.append(t.sum())
         out.append(ri.reshape(x.shape[1:]))
+    reference.shares = torch.stack(shares)  # type: ignore[attr-defined]
     return torch.stack(out)
 
 
@@ -121,6 +155,18 @@ RULES = [
     Flat(1e-6),
     WSquare(1e-6),
     ZBox(None, None, 1e-6),
+    # bias treatments, layer-adaptive ε, coverage normalisation
+    *(Epsilon(e, bias=t) for e in (0.1, "0.25std") for t in ("distribute", "ignore")),
+    Epsilon("0.5std"),
+    *(ZPlus(1e-6, bias=t) for t in ("distribute", "ignore")),
+    *(AlphaBeta(2.0, 1.0, 1e-6, bias=t) for t in ("distribute", "ignore")),
+    *(Gamma(0.25, 1e-6, bias=t) for t in ("distribute", "ignore")),
+    Flat(1e-6, coverage=True),
+    WSquare(1e-6, coverage=True),
+    ZBox(None, None, 1e-6, coverage=True),
+    ZPlus(1e-6, coverage=True),
+    Epsilon("0.25std", bias="distribute", coverage=True),
+    Gamma(0.25, 1e-6, coverage=True),
 ]
 
 
@@ -141,13 +187,21 @@ def test_rule_matches_matrix_reference(layer_name: str, rule, signed: bool, with
     if isinstance(rule, ZBox):
         lo = torch.full((1,) + shape, -3.0, dtype=DT) if len(shape) == 1 else torch.full((1, shape[0]) + (1,) * (len(shape) - 1), -3.0, dtype=DT)
         bounds = (lo, -lo)
-    got, absorbed = rule.propagate(layer, x, z, r, bias, bounds)
+    got, absorbed = rule.apply(layer, x, z.clone(), r, bias, bounds)
     want = reference(rule, layer, x, r, bias, bounds)
     assert got.shape == x.shape
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9 * float(want.abs().max()))
     # the ledger: what went in minus what came out is exactly what the rule says it absorbed
     lost = r.flatten(1).sum(1) - got.flatten(1).sum(1)
     torch.testing.assert_close(absorbed.bias + absorbed.stabilizer + absorbed.dropped, lost, rtol=1e-9, atol=1e-9)
+    treatment = getattr(rule, "bias", "absorb")
+    if treatment == "distribute" and bias is not None:  # nothing booked as bias; the shares went on
+        assert float(absorbed.bias.abs().max()) == 0.0
+        torch.testing.assert_close(absorbed.distributed, reference.shares, rtol=1e-9, atol=1e-9)
+    elif treatment == "absorb" and bias is not None and hasattr(rule, "bias"):
+        torch.testing.assert_close(absorbed.bias, reference.shares, rtol=1e-9, atol=1e-9)
+    if treatment == "ignore":
+        assert float(absorbed.bias.abs().max()) == 0.0
 
 
 def test_bias_free_lrp0_is_conservative() -> None:

@@ -15,7 +15,7 @@ from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
 from lrpcli.cli.errors import error, warn
-from lrpcli.run.entries import ImageEntry
+from lrpcli.run.entries import ImageEntry, percent, share_words
 from lrpcli.run.outputs import REPORT_NAME
 
 __all__ = ["RateColumn", "log_entry", "log_summary", "print_report", "write_stdout"]
@@ -76,7 +76,8 @@ def log_entry(console: Console, entry: ImageEntry, quiet: bool) -> None:
     console.print(
         Text.assemble(
             ("ok ", "green"),
-            f"{name}: {target.label} ({shown}), ledger closure {closure}",
+            f"{name}: {target.label} ({shown}); {share_words(entry.result.conservation)}; "
+            f"ledger closes to {closure}",
         )
     )
 
@@ -104,12 +105,15 @@ def log_summary(console: Console, summary: dict[str, Any], out: Path, quiet: boo
     rate = summary.get("images_per_second")
     elapsed = summary.get("elapsed_s") or 0.0
     closure = f"max relative {worst:.1e} ≤ {summary['tolerance']:g}" if worst is not None else "n/a"
+    share = summary.get("pixel_share_median")
+    reach = f"; median {percent(share)} of the logit reaches the pixels" if isinstance(share, float) else ""
     console.print(
         Text.assemble(
             ("done ", "bold"),
             f"{summary['ok']} of {total} images explained in {elapsed:.1f} s"
             + (f" ({rate:.2f} images/s)" if rate else "")
             + (f", {summary['reused']} of them by an earlier run (--resume)" if summary.get("reused") else "")
+            + reach
             + f"; ledger closure: {check} ({closure}); outputs and report in {out}/",
         )
     )

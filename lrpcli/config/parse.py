@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,6 +10,8 @@ from typing import Any
 from lrpcli.config.checker import Checker, join, show
 from lrpcli.config.schema import (
     CONFIG_VERSION,
+    DEFAULT_BIAS,
+    DEFAULT_COVERAGE,
     DEFAULT_EPSILON,
     DEFAULT_GAMMA,
     DEFAULT_STABILIZER,
@@ -19,7 +21,7 @@ from lrpcli.config.schema import (
     ReportSettings,
 )
 from lrpcli.core.composites import PRESETS, get_composite
-from lrpcli.core.rules import AFFINE_RULES, make_rule, rule_params
+from lrpcli.core.rules import AFFINE_RULES, BIAS_TREATMENTS, make_rule, rule_params, stabilizer_spec
 from lrpcli.hints import did_you_mean
 from lrpcli.io.decode import DEFAULT_MAX_PIXELS
 from lrpcli.io.preprocess import Preprocess
@@ -32,7 +34,7 @@ __all__ = ["parse_config"]
 
 _TOP_KEYS = ("version", "model", "preprocess", "rules", "rule_options", "render", "report", "input")
 _PREPROCESS_KEYS = ("resize", "crop", "mean", "std")
-_OPTION_KEYS = ("epsilon", "gamma", "stabilizer", "low", "high", "ignore_bias")
+_OPTION_KEYS = ("epsilon", "gamma", "stabilizer", "low", "high", "bias", "coverage", "ignore_bias")
 _RENDER_KEYS = ("cmap", "percentile", "overlay_alpha")
 _REPORT_KEYS = ("tolerance", "ledger_steps")
 _INPUT_KEYS = ("max_pixels",)
@@ -82,6 +84,8 @@ def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = N
         epsilon=opts["epsilon"],
         gamma=opts["gamma"],
         stabilizer=opts["stabilizer"],
+        bias=opts["bias"],
+        coverage=opts["coverage"],
         low=opts["low"],
         high=opts["high"],
         ignore_bias=opts["ignore_bias"],
@@ -177,6 +181,10 @@ def _parse_rule_spec(c: Checker, value: Any, path: str) -> Any:
             bound = c.triple(item, where)
             ok = ok and bound is not None
             out[key] = list(bound) if bound is not None else None
+        elif key in _SPECIAL_PARAMS:
+            parsed = _SPECIAL_PARAMS[key](c, item, where)
+            ok = ok and parsed is not None
+            out[key] = parsed
         else:
             number = c.number(item, where, minimum=0.0)
             ok = ok and number is not None
@@ -225,6 +233,34 @@ def _parse_rules(c: Checker, value: Any) -> str | dict[str, Any] | None:
     return out if ok else None
 
 
+def _epsilon(c: Checker, value: Any, path: str) -> float | str | None:
+    """A number >= 0, or a multiple of the layer's pre-activation std such as ``0.25std``."""
+    if isinstance(value, str) and value.strip().lower().endswith("std"):
+        try:
+            factor, _ = stabilizer_spec(value)
+        except ValueError as exc:
+            c.error(path, str(exc))
+            return None
+        return f"{factor:g}std"
+    return c.number(value, path, minimum=0.0)
+
+
+def _bias(c: Checker, value: Any, path: str) -> str | None:
+    if not isinstance(value, str) or value not in BIAS_TREATMENTS:
+        hint = did_you_mean(value, list(BIAS_TREATMENTS)) if isinstance(value, str) else ""
+        c.error(path, f"unknown bias treatment {show(value)}{hint}; choose one of: {', '.join(BIAS_TREATMENTS)}")
+        return None
+    return value
+
+
+#: rule parameters that are not plain numbers, with their parsers
+_SPECIAL_PARAMS: dict[str, Callable[[Checker, Any, str], Any]] = {
+    "epsilon": _epsilon,
+    "bias": _bias,
+    "coverage": lambda c, value, path: c.boolean(value, path),
+}
+
+
 def _parse_options(c: Checker, value: Any, pp: Preprocess | None) -> dict[str, Any] | None:
     fields = c.mapping(value, "rule_options", _OPTION_KEYS)
     if fields is None:
@@ -236,11 +272,17 @@ def _parse_options(c: Checker, value: Any, pp: Preprocess | None) -> dict[str, A
         "ignore_bias": False,
     }
     ok = True
-    for key in ("epsilon", "gamma", "stabilizer"):
+    for key in ("gamma", "stabilizer"):
         if key in fields:
             number = c.number(fields[key], f"rule_options.{key}", minimum=0.0)
             ok = ok and number is not None
             out[key] = number
+    for key, default in (("epsilon", DEFAULT_EPSILON), ("bias", DEFAULT_BIAS), ("coverage", DEFAULT_COVERAGE)):
+        out[key] = default
+        if key in fields:
+            parsed = _SPECIAL_PARAMS[key](c, fields[key], f"rule_options.{key}")
+            ok = ok and parsed is not None
+            out[key] = parsed
     if "ignore_bias" in fields:
         flag = c.boolean(fields["ignore_bias"], "rule_options.ignore_bias")
         ok = ok and flag is not None

@@ -37,6 +37,8 @@ DEFAULT_TOLERANCE = 1e-5
 DEFAULT_EPSILON: float = Options.epsilon
 DEFAULT_GAMMA: float = Options.gamma
 DEFAULT_STABILIZER: float = Options.stabilizer
+DEFAULT_BIAS: str = Options.bias
+DEFAULT_COVERAGE: bool = Options.coverage
 
 
 class ConfigError(ValueError):
@@ -65,9 +67,11 @@ class Config:
     model: ModelSpec
     preprocess: Preprocess
     rules: str | dict[str, Any]
-    epsilon: float = DEFAULT_EPSILON
+    epsilon: float | str = DEFAULT_EPSILON
     gamma: float = DEFAULT_GAMMA
     stabilizer: float = DEFAULT_STABILIZER
+    bias: str = DEFAULT_BIAS
+    coverage: bool = DEFAULT_COVERAGE
     low: tuple[float, float, float] = (0.0, 0.0, 0.0)
     high: tuple[float, float, float] = (1.0, 1.0, 1.0)
     ignore_bias: bool = False
@@ -90,6 +94,8 @@ class Config:
             "epsilon": self.epsilon,
             "gamma": self.gamma,
             "stabilizer": self.stabilizer,
+            "bias": self.bias,
+            "coverage": self.coverage,
             "low": torch.tensor(self.low, dtype=torch.float32).view(1, 3, 1, 1),
             "high": torch.tensor(self.high, dtype=torch.float32).view(1, 3, 1, 1),
         }
@@ -112,6 +118,8 @@ class Config:
                 "epsilon": self.epsilon,
                 "gamma": self.gamma,
                 "stabilizer": self.stabilizer,
+                "bias": self.bias,
+                "coverage": self.coverage,
                 "low": list(self.low),
                 "high": list(self.high),
                 "ignore_bias": self.ignore_bias,

@@ -15,7 +15,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .rules import AFFINE_RULES, AffineRule, AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, make_rule
+from .rules import AFFINE_RULES, AffineRule, AlphaBeta, Epsilon, Flat, Gamma, ZBox, ZPlus, make_rule, rule_params
 
 #: selectors that name a layer type
 TYPE_SELECTORS = ("conv", "linear")
@@ -94,17 +94,27 @@ class Composite:
 
 @dataclass(frozen=True)
 class Options:
-    """Rule parameters a caller may set for the presets (defaults are Zennit's)."""
+    """Rule parameters a caller may set for the presets (defaults are Zennit's, but ``coverage``).
 
-    epsilon: float = 1e-6
+    ``epsilon``: a number or a multiple of each layer's pre-activation std (``"0.25std"``);
+    ``bias``: the bias treatment of ε, z⁺, γ and αβ (:data:`lrpcli.core.rules.BIAS_TREATMENTS`);
+    ``coverage``: the first-layer rule of a preset divides contributions by coverage, which
+    removes the dot grid of strided first layers (``False``: exactly Zennit's rules). It applies
+    where the first rule's contributions share one sign (flat, z⁺) or mostly do (αβ); not to z^B,
+    whose map it makes more gridded (period-2 energy 0.007 → 0.022 on EfficientNet-Lite0).
+    """
+
+    epsilon: float | str = 1e-6
     stabilizer: float = 1e-6
     gamma: float = 0.25
     low: Any = None
     high: Any = None
+    bias: str = "absorb"
+    coverage: bool = True
 
 
 def _dense(o: Options) -> AffineRule:
-    return Epsilon(o.epsilon)
+    return Epsilon(o.epsilon, bias=o.bias)
 
 
 @dataclass(frozen=True)
@@ -118,16 +128,23 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "epsilon": Preset(
         "ε for every convolution and dense layer",
-        lambda o: Composite("epsilon", by_type={"conv": Epsilon(o.epsilon), "linear": _dense(o)}),
+        lambda o: Composite("epsilon", by_type={"conv": Epsilon(o.epsilon, bias=o.bias), "linear": _dense(o)}),
     ),
     "epsilon_plus": Preset(
         "z⁺ for convolutions, ε for dense layers",
-        lambda o: Composite("epsilon_plus", by_type={"conv": ZPlus(o.stabilizer), "linear": _dense(o)}),
+        lambda o: Composite(
+            "epsilon_plus",
+            first=ZPlus(o.stabilizer, o.bias, coverage=True) if o.coverage else None,
+            first_kinds=("conv",),
+            by_type={"conv": ZPlus(o.stabilizer, o.bias), "linear": _dense(o)},
+        ),
     ),
     "epsilon_plus_flat": Preset(
         "flat for the first layer, z⁺ for convolutions, ε for dense layers",
         lambda o: Composite(
-            "epsilon_plus_flat", first=Flat(o.stabilizer), by_type={"conv": ZPlus(o.stabilizer), "linear": _dense(o)}
+            "epsilon_plus_flat",
+            first=Flat(o.stabilizer, o.coverage),
+            by_type={"conv": ZPlus(o.stabilizer, o.bias), "linear": _dense(o)},
         ),
     ),
     "epsilon_gamma_box": Preset(
@@ -136,21 +153,24 @@ PRESETS: dict[str, Preset] = {
             "epsilon_gamma_box",
             first=ZBox(o.low, o.high, o.stabilizer),
             first_kinds=("conv",),
-            by_type={"conv": Gamma(o.gamma, o.stabilizer), "linear": _dense(o)},
+            by_type={"conv": Gamma(o.gamma, o.stabilizer, o.bias), "linear": _dense(o)},
         ),
     ),
     "epsilon_alpha2_beta1": Preset(
         "α2β1 for convolutions, ε for dense layers",
         lambda o: Composite(
-            "epsilon_alpha2_beta1", by_type={"conv": AlphaBeta(2.0, 1.0, o.stabilizer), "linear": _dense(o)}
+            "epsilon_alpha2_beta1",
+            first=AlphaBeta(2.0, 1.0, o.stabilizer, o.bias, coverage=True) if o.coverage else None,
+            first_kinds=("conv",),
+            by_type={"conv": AlphaBeta(2.0, 1.0, o.stabilizer, o.bias), "linear": _dense(o)},
         ),
     ),
     "epsilon_alpha2_beta1_flat": Preset(
         "flat for the first layer, α2β1 for convolutions, ε for dense layers",
         lambda o: Composite(
             "epsilon_alpha2_beta1_flat",
-            first=Flat(o.stabilizer),
-            by_type={"conv": AlphaBeta(2.0, 1.0, o.stabilizer), "linear": _dense(o)},
+            first=Flat(o.stabilizer, o.coverage),
+            by_type={"conv": AlphaBeta(2.0, 1.0, o.stabilizer, o.bias), "linear": _dense(o)},
         ),
     ),
 }
@@ -180,6 +200,8 @@ def _rule_from_spec(spec: Any, where: str, o: Options) -> AffineRule:
     if name == "zbox":
         params.setdefault("low", o.low)
         params.setdefault("high", o.high)
+    if name in AFFINE_RULES and "bias" in rule_params(name):  # rule_options.bias, unless the rule says
+        params.setdefault("bias", o.bias)
     try:
         return make_rule(name, **params)
     except ValueError as exc:

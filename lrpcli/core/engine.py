@@ -125,10 +125,11 @@ class Explainer:
             if len(users[s.index]) == 1:
                 u, _ = users[s.index][0]
                 relu = u if steps[u].kind is StepKind.PASS and steps[u].op in ZERO_BELOW_OPS else None
-            positive = relu is not None and zero_safe(relu)
+            rule = self.assignments[s.index].rule
+            positive = relu is not None and zero_safe(relu) and not rule.needs_true_output()
             if positive:
                 self._positive.add(s.index)
-            if not self.assignments[s.index].rule.uses_output(s.affine, positive):  # type: ignore[arg-type]
+            if not rule.uses_output(s.affine, positive):  # type: ignore[arg-type]
                 self._no_output.add(s.index)
             if relu is not None and steps[relu].op in RELU_OPS and (positive or s.index in self._no_output):
                 self._relu_inplace.add(relu)  # z is read by nobody else, or only where it is > 0
@@ -288,9 +289,10 @@ class Explainer:
             data, saved[s.index] = saved[s.index], None
             r_out = rsum[s.index]
             bias = stab = dropped = zeros
+            distributed = None
             rule = s.rule_name
             if s.kind is StepKind.AFFINE:
-                contribs, (bias, stab, dropped), rule = self._affine(s, data, r, x)
+                contribs, (bias, stab, dropped, distributed), rule = self._affine(s, data, r, x)
             elif s.kind in (StepKind.NORM, StepKind.MIX):
                 contribs, (bias, stab, dropped) = self._norm(s, data, r)
                 rule = self._fixed_rule(s)[0]
@@ -321,7 +323,7 @@ class Explainer:
                 r_in = r_in + part
                 rel[idx] = c if rel[idx] is None else rel[idx] + c
                 rsum[idx] = part if rsum[idx] is None else rsum[idx] + part
-            entries.append(LedgerEntry(s.name, s.op, s.module, rule, r_out, r_in, bias, stab, dropped))
+            entries.append(LedgerEntry(s.name, s.op, s.module, rule, r_out, r_in, bias, stab, dropped, distributed))
         pixels = rel[self.program.input_index]
         if pixels is None:
             pixels = torch.zeros_like(x)
@@ -339,7 +341,7 @@ class Explainer:
             bounds = self._box.at(s, assignment.rule, x0)
         positive = s.index in self._positive
         # walking backwards, every user of z has been explained: it is dead after this rule
-        r_in, absorbed = assignment.rule.propagate(layer, xin, z, r, bias, bounds, positive, reuse=True)
+        r_in, absorbed = assignment.rule.apply(layer, xin, z, r, bias, bounds, positive, reuse=True)
         return [(s.args[0].index, r_in)], absorbed, assignment.rule.describe()
 
     def _norm(self, s: Step, data: Any, r: Tensor) -> tuple[list[Any], Any]:

@@ -30,6 +30,8 @@ class LedgerEntry:
     bias: Tensor
     stabilizer: Tensor
     dropped: Tensor
+    #: not absorbed: the bias share a ``bias="distribute"`` rule passed on to the inputs (in ``r_in``)
+    distributed: Tensor | None = None
 
     @property
     def absorbed(self) -> Tensor:
@@ -65,6 +67,8 @@ class Ledger:
         for mine, theirs in zip(self.entries, other.entries):
             for name in ("r_out", "r_in", "bias", "stabilizer", "dropped"):
                 setattr(mine, name, put(getattr(mine, name), getattr(theirs, name)))
+            if mine.distributed is not None and theirs.distributed is not None:
+                mine.distributed = put(mine.distributed, theirs.distributed)
         for k, i in enumerate(rows.tolist()):
             self.precision[i] = other.precision[k]
 
@@ -86,6 +90,21 @@ class Ledger:
     def _relative(self, closure: Tensor) -> Tensor:
         return closure.abs() / self.output.abs().clamp(min=torch.finfo(torch.float64).tiny)
 
+    def distributed(self) -> Tensor:
+        """Σ over steps of the bias shares passed on to the inputs (``bias="distribute"``), per image."""
+        total = torch.zeros_like(self.output)
+        for e in self.entries:
+            if e.distributed is not None:
+                total = total + e.distributed
+        return total
+
+    def pixel_share(self) -> Tensor:
+        """``ΣR_pixels / f(x)`` per image: how much of the explained output reaches the pixels
+        (NaN where f(x) = 0)."""
+        zero = self.output == 0
+        share = self.pixels / torch.where(zero, torch.ones_like(self.output), self.output)
+        return torch.where(zero, torch.full_like(share, float("nan")), share)
+
     def conservation_error(self) -> Tensor:
         """``ΣR_pixels − f(x)`` per image: how far the heatmap's total is from the explained output."""
         return self.pixels - self.output
@@ -103,6 +122,7 @@ class Ledger:
             values = [[] for _ in range(self.output.shape[0])]
             totals = [[0.0, 0.0, 0.0] for _ in range(self.output.shape[0])]
         closure = self.closure_error()
+        spread = [None if e.distributed is None else e.distributed.tolist() for e in self.entries]
         return Accounts(
             steps=[(e.step, e.op, e.module, e.rule) for e in self.entries],
             values=values,
@@ -112,6 +132,8 @@ class Ledger:
             closure_error=closure.tolist(),
             relative_closure_error=self._relative(closure).tolist(),
             precision=list(self.precision),
+            distributed=spread,
+            pixel_share=self.pixel_share().tolist(),
         )
 
     def image(self, i: int, *, steps: bool = True) -> dict[str, Any]:
@@ -134,15 +156,20 @@ class Accounts:
     closure_error: list[float]
     relative_closure_error: list[float]
     precision: list[str]
+    distributed: list[list[float] | None] = field(default_factory=list)  # [step][image], None: not distributing
+    pixel_share: list[float] = field(default_factory=list)
 
     def image(self, i: int, *, steps: bool = True) -> dict[str, Any]:
         """The account of image ``i``: totals, closure and (with ``steps``) one row per step."""
         bias, stabilizer, dropped = self.totals[i]
+        spread = [d[i] if d is not None else None for d in self.distributed] or [None] * len(self.steps)
         out: dict[str, Any] = {
             "precision": self.precision[i] if self.precision else None,
             "f_x": self.f_x[i],
             "sum_pixels": self.sum_pixels[i],
+            "pixel_share": self.pixel_share[i] if self.pixel_share else None,
             "absorbed": {"bias": bias, "stabilizer": stabilizer, "dropped": dropped},
+            "distributed_bias": sum((d for d in spread if d is not None), 0.0),
             "closure_error": self.closure_error[i],
             "relative_closure_error": self.relative_closure_error[i],
         }
@@ -159,7 +186,8 @@ class Accounts:
                     "stabilizer": v[3],
                     "dropped": v[4],
                     "residual": v[5],
+                    **({} if d is None else {"distributed": d}),
                 }
-                for (step, op, module, rule), v in zip(self.steps, self.values[i])
+                for (step, op, module, rule), v, d in zip(self.steps, self.values[i], spread)
             ]
         return out

@@ -31,11 +31,26 @@ from .layers import Affine
 
 
 class Absorbed(NamedTuple):
-    """Relevance a layer absorbed, per image (float64, shape ``(N,)``)."""
+    """Relevance a layer absorbed, per image (float64, shape ``(N,)``).
+
+    ``distributed`` is not absorbed: it is the bias share that ``bias="distribute"`` handed on to
+    the inputs (already in the input relevance), kept for the ledger's information.
+    """
 
     bias: Tensor
     stabilizer: Tensor
     dropped: Tensor
+    distributed: Tensor | None = None
+
+
+#: what a rule does with the bias term's share of the relevance (``bias=`` of ε, z⁺, γ, αβ)
+BIAS_TREATMENTS: dict[str, str] = {
+    "absorb": "the bias takes its share s_k·b_k of R_k, booked in the ledger as absorbed by the bias",
+    "distribute": "the bias share goes on to the inputs of output k in proportion to |x_i w_ik| "
+    "(Bach et al. 2015): nothing is booked as bias, so ΣR_pixels = f(x) up to the stabilisers",
+    "ignore": "the rule's denominators leave the bias out (z'_k = z_k − b_k, Zennit's zero_params): "
+    "nothing is booked as bias, but z'_k can be near zero where z_k is not, so relevance can blow up",
+}
 
 
 def psum(t: Tensor) -> Tensor:
@@ -43,14 +58,21 @@ def psum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).sum(1).double()
 
 
-def share(r: Tensor, z: Tensor, epsilon: float, *, reuse: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+def share(r: Tensor, z: Tensor, epsilon: float | Tensor, *, reuse: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """``s = r / (z + ε·sign(z))`` with what the stabiliser absorbs, ``Σ s·ε·sign(z)``, and what is
-    dropped where the denominator is exactly zero (ε = 0 only), per image.
+    dropped where the denominator is exactly zero (ε = 0 only), per image. ``epsilon`` is one
+    number or one per image (shape ``(N,)``).
 
     ``reuse``: ``z`` is the caller's own temporary (not a kept activation) and becomes ``s``, so
     that no third tensor of this size is alive at once.
     """
     n = r.shape[0]
+    if isinstance(epsilon, Tensor):
+        eps = epsilon.to(z.dtype).view(-1, *([1] * (z.ndim - 1)))
+        shift = torch.copysign(eps.expand_as(z), z)
+        s = z.add_(shift) if reuse and z.shape == r.shape else torch.add(z, shift)
+        torch.div(r, s, out=s)
+        return s, psum(shift.mul_(s)), _zeros(n, r.device)
     if epsilon == 0.0:
         zero = z == 0
         s = torch.where(zero, torch.zeros_like(r), r / torch.where(zero, torch.ones_like(z), z))
@@ -85,6 +107,86 @@ def _channel_sums(layer: Affine, t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], t.shape[1], -1).sum(2).double()
 
 
+def _ones(layer: Affine) -> Tensor:
+    return layer.cached("ones", lambda: torch.ones_like(layer.weight))
+
+
+def _unit_input(layer: Affine, shape: torch.Size) -> Tensor:
+    return torch.ones((1, *shape[1:]), dtype=layer.weight.dtype, device=layer.weight.device)
+
+
+def inverse_coverage(layer: Affine, shape: torch.Size) -> Tensor:
+    """``1/c_i``, ``c_i`` the number of (output position, output channel) pairs input ``i`` feeds.
+
+    A 3×3 stride-2 convolution feeds an input 1, 2 or 4 windows by its position: a rule whose
+    contributions all have one sign (flat, w², z⁺, z^B) then gives inputs 1×, 2× or 4× the
+    relevance of their neighbours, the dot grid of strided first layers. Dividing every
+    contribution by ``c_i`` removes it. Inputs that feed nothing get 0. Shape ``(1, *input)``.
+    """
+
+    def make() -> Tensor:
+        ones, unit = _ones(layer), _unit_input(layer, shape)
+        c = layer.transpose(torch.ones_like(layer.forward(unit, ones)), unit.shape, ones)
+        return torch.where(c > 0, 1.0 / c.clamp(min=1e-30), torch.zeros_like(c))
+
+    return layer.cached(("1/c", tuple(shape[1:])), make)
+
+
+def spread_bias(layer: Affine, x: Tensor, t: Tensor) -> Tensor:
+    """Input relevance that hands each output's bias share ``t_k`` to its inputs in proportion to
+    ``|x_i w_ik|`` (uniformly over its real inputs where all those are zero): sums to ``Σ t``."""
+    aw = layer.cached("|w|", lambda: layer.weight.abs())
+    ax = x.abs()
+    total = layer.forward(ax, aw)
+    live = total > 0
+    q = torch.where(live, t / torch.where(live, total, torch.ones_like(total)), torch.zeros_like(t))
+    out = layer.transpose(q, x.shape, aw).mul_(ax)
+    rest = torch.where(live, torch.zeros_like(t), t)
+    if bool((rest != 0).any()):
+        ones = _ones(layer)
+        fan = layer.cached(("fan", tuple(x.shape[1:])), lambda: layer.forward(_unit_input(layer, x.shape), ones))
+        out += layer.transpose(rest / fan, x.shape, ones)
+    return out
+
+
+def settle_bias(
+    layer: Affine, x: Tensor, r_in: Tensor, terms: list[tuple[float, Tensor, Tensor]], treatment: str
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Apply a bias treatment to the bias shares ``Σ c·s_k·b_k`` of ``terms`` (``(c, s, b)``).
+
+    ``absorb``: returns ``(r_in, booked bias, None)``; ``distribute``: the shares are added to
+    ``r_in`` (see :func:`spread_bias`) and returned as ``distributed``, nothing is booked.
+    """
+    n = x.shape[0]
+    if treatment != "distribute" or not terms:
+        return r_in, sum((c * _bias_part(layer, s, b) for c, s, b in terms), _zeros(n, x.device)), None
+    t = sum(s * layer.bias_view(b, s.ndim).mul(c) for c, s, b in terms)
+    return r_in.add_(spread_bias(layer, x, t)), _zeros(n, x.device), psum(t)
+
+
+def stabilizer_spec(value: float | str) -> tuple[float, bool]:
+    """``(ε, relative)`` from ``1e-6`` or ``"0.25std"`` (ε = 0.25 · std of the layer's pre-activations)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text.endswith("std"):
+            try:
+                factor = float(text[:-3] or "1")
+            except ValueError:
+                factor = -1.0
+            if factor >= 0:
+                return factor, True
+        raise ValueError(f"epsilon must be a number >= 0 or a multiple of the std such as '0.25std', got {value!r}")
+    if value < 0:
+        raise ValueError(f"epsilon must be >= 0, got {value}")
+    return float(value), False
+
+
+def _check_treatment(bias: str) -> str:
+    if bias not in BIAS_TREATMENTS:
+        raise ValueError(f"bias must be one of {', '.join(BIAS_TREATMENTS)}, got {bias!r}")
+    return bias
+
+
 class Rule(ABC):
     """Base of all rules: a registry name and its parameters."""
 
@@ -93,8 +195,12 @@ class Rule(ABC):
     uses_input: ClassVar[bool] = True
 
     def params(self) -> dict[str, Any]:
-        """The rule's parameters, for reports."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The rule's parameters, for reports (``bias`` and ``coverage`` only when not the default)."""
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_") and not (k in _QUIET_DEFAULTS and v == _QUIET_DEFAULTS[k])
+        }
 
     def describe(self) -> str:
         """``name(p=v, ...)``."""
@@ -111,8 +217,19 @@ class Rule(ABC):
         return hash((type(self), tuple(sorted(self.params().items(), key=lambda kv: kv[0]))))
 
 
+#: parameters not shown in descriptions while they have these values
+_QUIET_DEFAULTS: dict[str, Any] = {"bias": "absorb", "coverage": False}
+
+
 class AffineRule(Rule):
-    """A rule for convolutions and dense layers."""
+    """A rule for convolutions and dense layers.
+
+    ``coverage``: divide every contribution by the input's coverage (see :func:`inverse_coverage`),
+    for strided first layers; the rule is then applied to the input ``x/c`` (and bounds ``l/c``,
+    ``h/c``), whose relevance is the relevance of ``x``.
+    """
+
+    coverage: bool = False
 
     #: whether ``propagate`` reads the layer output ``z`` (the engine passes ``None`` otherwise)
     needs_output: ClassVar[bool] = True
@@ -121,7 +238,31 @@ class AffineRule(Rule):
 
     def uses_output(self, layer: Affine, positive: bool) -> bool:
         """Whether ``propagate`` reads ``z`` for ``layer``; ``positive``: see :meth:`propagate`."""
-        return self.needs_output
+        return self.needs_output and not self.coverage
+
+    def needs_true_output(self) -> bool:
+        """Whether the rule must get ``z`` itself, never ``relu(z)`` (statistics over all of ``z``)."""
+        return False
+
+    def apply(
+        self,
+        layer: Affine,
+        x: Tensor,
+        z: Tensor | None,
+        relevance: Tensor,
+        bias: Tensor | None,
+        bounds: tuple[Tensor, Tensor] | None = None,
+        positive: bool = False,
+        reuse: bool = False,
+    ) -> tuple[Tensor, Absorbed]:
+        """:meth:`propagate`, on the coverage-scaled input when ``coverage`` is set."""
+        if not self.coverage:
+            return self.propagate(layer, x, z, relevance, bias, bounds, positive, reuse)  # type: ignore[arg-type]
+        inv_c = inverse_coverage(layer, x.shape)
+        xs = x * inv_c
+        scaled = None if bounds is None else (bounds[0] * inv_c, bounds[1] * inv_c)
+        zs = layer.forward(xs, None, bias) if self.needs_output or self.needs_true_output() else None
+        return self.propagate(layer, xs, zs, relevance, bias, scaled, False, True)  # type: ignore[arg-type]
 
     @abstractmethod
     def propagate(
@@ -192,19 +333,39 @@ def _nonneg(x: Tensor, layer: Affine) -> bool:
 
 
 class Epsilon(AffineRule):
-    """ε-rule (Bach et al. 2015): ``s = R / (z + ε·sign(z))``, ``R_i = x_i (Wᵀ s)_i``."""
+    """ε-rule (Bach et al. 2015): ``s = R / (z + ε·sign(z))``, ``R_i = x_i (Wᵀ s)_i``.
+
+    ``epsilon`` is a number or a multiple of the standard deviation of the layer's
+    pre-activations on each image, ``"0.25std"`` (Montavon et al. 2019).
+    """
 
     name = "epsilon"
 
-    def __init__(self, epsilon: float = 1e-6) -> None:
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
+    def __init__(self, epsilon: float | str = 1e-6, bias: str = "absorb", coverage: bool = False) -> None:
+        self._eps, self._relative = stabilizer_spec(epsilon)
+        self.epsilon: float | str = f"{self._eps:g}std" if self._relative else self._eps
+        self.bias = _check_treatment(bias)
+        self.coverage = bool(coverage)
+
+    def needs_true_output(self) -> bool:
+        return self._relative
+
+    def stabilizer_for(self, z: Tensor) -> float | Tensor:
+        """ε for the pre-activations ``z``: the number, or per image ``factor · std(z)``."""
+        if not self._relative:
+            return self._eps
+        return z.reshape(z.shape[0], -1).std(1).double().mul_(self._eps)
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
-        s, stab, dropped = share(relevance, z, self.epsilon, reuse=reuse)
+        eps = self.stabilizer_for(z)
+        if self.bias == "ignore" and bias is not None:
+            z = z.sub_(layer.bias_view(bias, z.ndim)) if reuse else z - layer.bias_view(bias, z.ndim)
+            bias = None
+        s, stab, dropped = share(relevance, z, eps, reuse=reuse)
         r_in = layer.transpose(s, x.shape).mul_(x)
-        return r_in, Absorbed(_bias_part(layer, s, bias), stab, dropped)
+        terms = [] if bias is None else [(1.0, s, bias)]
+        r_in, booked, spread = settle_bias(layer, x, r_in, terms, self.bias)
+        return r_in, Absorbed(booked, stab, dropped, spread)
 
 
 class LRP0(Epsilon):
@@ -225,11 +386,15 @@ class ZPlus(AffineRule):
     name = "zplus"
     needs_output = False
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
+    def __init__(self, stabilizer: float = 1e-6, bias: str = "absorb", coverage: bool = False) -> None:
         self.stabilizer = float(stabilizer)
+        self.bias = _check_treatment(bias)
+        self.coverage = bool(coverage)
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         nonneg = _nonneg(x, layer)
+        if self.bias == "ignore":
+            bias = None
         p = _positive_part(layer, x, bias, nonneg)
         s, stab, dropped = share(relevance, p, self.stabilizer, reuse=True)
         wp = layer.weight_pos
@@ -240,8 +405,9 @@ class ZPlus(AffineRule):
             r_in = x.clamp(min=0) * layer.transpose(s, x.shape, wp) + x.clamp(max=0) * layer.transpose(
                 s, x.shape, wn
             )
-        bp = None if bias is None else bias.clamp(min=0)
-        return r_in, Absorbed(_bias_part(layer, s, bp), stab, dropped)
+        terms = [] if bias is None else [(1.0, s, bias.clamp(min=0))]
+        r_in, booked, spread = settle_bias(layer, x, r_in, terms, self.bias)
+        return r_in, Absorbed(booked, stab, dropped, spread)
 
 
 class AlphaBeta(AffineRule):
@@ -249,7 +415,9 @@ class AlphaBeta(AffineRule):
 
     name = "alpha_beta"
 
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> None:
+    def __init__(
+        self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6, bias: str = "absorb", coverage: bool = False
+    ) -> None:
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
         if abs((alpha - beta) - 1.0) > 1e-12:
@@ -260,6 +428,8 @@ class AlphaBeta(AffineRule):
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.stabilizer = float(stabilizer)
+        self.bias = _check_treatment(bias)
+        self.coverage = bool(coverage)
 
     def uses_output(self, layer: Affine, positive: bool) -> bool:
         return layer.input_nonneg  # n = z − p needs z; a signed input takes the stacked pass below
@@ -267,6 +437,11 @@ class AlphaBeta(AffineRule):
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         a, b, eps = self.alpha, self.beta, self.stabilizer
         nonneg = _nonneg(x, layer)
+        if self.bias == "ignore" and bias is not None:
+            if z is not None:
+                z = z.sub_(layer.bias_view(bias, z.ndim)) if reuse else z - layer.bias_view(bias, z.ndim)
+                reuse = True
+            bias = None
         if nonneg and z is not None:  # z = p + n: one positive-weight pass gives both
             p = layer.forward(x, layer.weight_pos, None if bias is None else bias.clamp(min=0))
             n = z.sub_(p) if reuse else torch.sub(z, p)
@@ -274,10 +449,13 @@ class AlphaBeta(AffineRule):
             p, n = _contributions(layer, x, bias, nonneg)
         s_p, stab_p, drop_p = share(relevance, p, eps, reuse=True)  # p and n are ours: they become s
         s_n, stab_n, drop_n = share(relevance, n, eps, reuse=True)
+        terms: list[tuple[float, Tensor, Tensor]] = []
         if bias is None:
-            bias_part = _zeros(relevance.shape[0], relevance.device)
+            booked = _zeros(relevance.shape[0], relevance.device)
+        elif self.bias == "distribute":  # s_p is overwritten below, s_n is not
+            terms = [(a, s_p.clone(), bias.clamp(min=0)), (-b, s_n, bias.clamp(max=0))]
         else:
-            bias_part = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
+            booked = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
         wp = layer.weight_pos
         if nonneg:  # x (α W⁺ᵀs_p − β W⁻ᵀs_n) = x (W⁺ᵀ(α s_p + β s_n) − β Wᵀs_n), with W⁻ = W − W⁺
             r_in = layer.transpose(s_p.mul_(a).add_(s_n, alpha=b), x.shape, wp)
@@ -288,7 +466,10 @@ class AlphaBeta(AffineRule):
             r_in = x.clamp(min=0) * (mixed - b * layer.transpose(s_n, x.shape)) + x.clamp(max=0) * (
                 a * layer.transpose(s_p, x.shape) - mixed
             )
-        return r_in, Absorbed(bias_part, a * stab_p - b * stab_n, a * drop_p - b * drop_n)
+        spread = None
+        if terms:
+            r_in, booked, spread = settle_bias(layer, x, r_in, terms, "distribute")
+        return r_in, Absorbed(booked, a * stab_p - b * stab_n, a * drop_p - b * drop_n, spread)
 
 
 class Gamma(AffineRule):
@@ -300,19 +481,27 @@ class Gamma(AffineRule):
 
     name = "gamma"
 
-    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6) -> None:
+    def __init__(
+        self, gamma: float = 0.25, stabilizer: float = 1e-6, bias: str = "absorb", coverage: bool = False
+    ) -> None:
         if gamma < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
         self.stabilizer = float(stabilizer)
+        self.bias = _check_treatment(bias)
+        self.coverage = bool(coverage)
 
     def uses_output(self, layer: Affine, positive: bool) -> bool:
-        return not positive
+        # without the bias, z' = z − b may be negative where z > 0: the shortcut below does not hold
+        return (not positive or self.bias == "ignore") and not self.coverage
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         g, eps = self.gamma, self.stabilizer
         nonneg = _nonneg(x, layer)
-        if positive:
+        if self.bias == "ignore" and bias is not None:
+            z = z - layer.bias_view(bias, z.ndim)
+            bias = None
+        elif positive:
             return self._positive_outputs(layer, x, relevance, bias, nonneg)
         p = _positive_part(layer, x, bias, nonneg)
         # one denominator for both cases, selected by sign(z) with arithmetic (no torch.where, slow on
@@ -335,14 +524,19 @@ class Gamma(AffineRule):
             a3 = s * sgn.mul(g / 2).add_(1 + g / 2)  # (1+γ)s⁺ + s⁻
             r_in = layer.transpose(a1, x.shape).add_(diff, alpha=g).mul_(x.clamp(min=0))
             r_in += layer.transpose(a3, x.shape).sub_(diff, alpha=g).mul_(x.clamp(max=0))
+        spread = None
         if bias is None:
             bias_part = _zeros(z.shape[0], z.device)
+        elif self.bias == "distribute":  # s⁺ = (s + a2)/2 and s⁻ = (s − a2)/2
+            up, down = bias + g * bias.clamp(min=0), bias + g * bias.clamp(max=0)
+            terms = [(0.5, s + a2, up), (0.5, s - a2, down)]
+            r_in, bias_part, spread = settle_bias(layer, x, r_in, terms, "distribute")
         else:
             total, signed = _channel_sums(layer, s), _channel_sums(layer, a2)
             s_pos, s_neg = (total + signed) / 2, (total - signed) / 2
             b = bias.double()
             bias_part = (s_pos * (b + g * b.clamp(min=0)) + s_neg * (b + g * b.clamp(max=0))).sum(1)
-        return r_in, Absorbed(bias_part, stab, dropped)
+        return r_in, Absorbed(bias_part, stab, dropped, spread)
 
     def _positive_outputs(
         self, layer: Affine, x: Tensor, relevance: Tensor, bias: Tensor | None, nonneg: bool
@@ -359,13 +553,15 @@ class Gamma(AffineRule):
         b = None if bias is None else bias + g * bias.clamp(min=0)
         if nonneg:
             s, stab, dropped = share(relevance, layer.forward(x, up, b), self.stabilizer, reuse=True)
-            return layer.transpose(s, x.shape, up).mul_(x), Absorbed(_bias_part(layer, s, b), stab, dropped)
-        down = layer.cached(("gamma-", g), lambda: layer.weight + g * layer.weight_neg)
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
-        den = layer.forward(xp, up, b).add_(layer.forward(xn, down))
-        s, stab, dropped = share(relevance, den, self.stabilizer, reuse=True)
-        r_in = layer.transpose(s, x.shape, up).mul_(xp).add_(layer.transpose(s, x.shape, down).mul_(xn))
-        return r_in, Absorbed(_bias_part(layer, s, b), stab, dropped)
+            r_in = layer.transpose(s, x.shape, up).mul_(x)
+        else:
+            down = layer.cached(("gamma-", g), lambda: layer.weight + g * layer.weight_neg)
+            xp, xn = x.clamp(min=0), x.clamp(max=0)
+            den = layer.forward(xp, up, b).add_(layer.forward(xn, down))
+            s, stab, dropped = share(relevance, den, self.stabilizer, reuse=True)
+            r_in = layer.transpose(s, x.shape, up).mul_(xp).add_(layer.transpose(s, x.shape, down).mul_(xn))
+        r_in, booked, spread = settle_bias(layer, x, r_in, [] if b is None else [(1.0, s, b)], self.bias)
+        return r_in, Absorbed(booked, stab, dropped, spread)
 
 
 class ZBox(AffineRule):
@@ -377,10 +573,11 @@ class ZBox(AffineRule):
     name = "zbox"
     zero_at_zero_input = False  # R_i = x_i c_i − l_i c⁺_i − h_i c⁻_i
 
-    def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6) -> None:
+    def __init__(self, low: Any = None, high: Any = None, stabilizer: float = 1e-6, coverage: bool = False) -> None:
         self.low = low
         self.high = high
         self.stabilizer = float(stabilizer)
+        self.coverage = bool(coverage)
 
     def params(self) -> dict[str, Any]:
         def show(v: Any) -> Any:
@@ -388,7 +585,8 @@ class ZBox(AffineRule):
                 return [round(float(t), 6) for t in v.flatten()]
             return v
 
-        return {"low": show(self.low), "high": show(self.high), "stabilizer": self.stabilizer}
+        out = {"low": show(self.low), "high": show(self.high), "stabilizer": self.stabilizer}
+        return {**out, "coverage": True} if self.coverage else out
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         if bounds is None:
@@ -417,19 +615,26 @@ class _UnitInput(AffineRule):
     needs_output = False
     zero_at_zero_input = False
 
-    def __init__(self, stabilizer: float = 1e-6) -> None:
+    def __init__(self, stabilizer: float = 1e-6, coverage: bool = False) -> None:
         self.stabilizer = float(stabilizer)
+        self.coverage = bool(coverage)
 
     @abstractmethod
     def _weights(self, layer: Affine, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The modified weight and bias."""
 
+    def apply(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
+        return self.propagate(layer, x, z, relevance, bias, bounds, positive, reuse)
+
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         w, b = self._weights(layer, bias)
-        key = (self.name, x.shape[1:], b is not None)
-        zu = layer.cached(key, lambda: layer.forward(x.new_ones(1, *x.shape[1:]), w, b))
+        # unit inputs, or 1/c_i with coverage (the input the rule sees is then x/c with x = 1)
+        unit = inverse_coverage(layer, x.shape) if self.coverage else x.new_ones(1, *x.shape[1:])
+        key = (self.name, x.shape[1:], b is not None, self.coverage)
+        zu = layer.cached(key, lambda: layer.forward(unit, w, b))
         s, stab, dropped = share(relevance, zu.expand_as(relevance), self.stabilizer)
-        r_in = layer.transpose(s, x.shape, w).expand(x.shape)
+        r_in = layer.transpose(s, x.shape, w)
+        r_in = r_in.mul_(unit) if self.coverage else r_in.expand(x.shape)
         return r_in, Absorbed(_bias_part(layer, s, b), stab, dropped)
 
 

@@ -60,13 +60,52 @@ class Target:
         return {"index": self.index, "label": self.label, "source": self.source, "probability": self.probability}
 
 
+def conservation_shares(ledger: dict[str, Any], error: float) -> dict[str, float | None]:
+    """``conservation`` of a result from an image's ledger account: where f(x) went, as fractions."""
+    f_x = ledger["f_x"]
+    absorbed = ledger["absorbed"]
+
+    def frac(v: float) -> float | None:
+        return v / f_x if f_x else None
+
+    return {
+        "error": error,
+        "relative_error": error / abs(f_x) if f_x else None,
+        "pixel_share": frac(ledger["sum_pixels"]),
+        "bias_share": frac(absorbed["bias"]),
+        "stabilizer_share": frac(absorbed["stabilizer"]),
+        "dropped_share": frac(absorbed["dropped"]),
+    }
+
+
+def share_words(conservation: dict[str, Any]) -> str:
+    """``78 % of the logit reaches the pixels; 22 % went to biases`` — where f(x) went, in words."""
+    pixel = conservation.get("pixel_share")
+    if not isinstance(pixel, float):
+        return "pixel share n/a"
+    parts = []
+    for key, what in (("bias_share", "biases"), ("stabilizer_share", "stabilisers"), ("dropped_share", "dropped")):
+        v = conservation.get(key)
+        if isinstance(v, float) and abs(v) >= 0.005:
+            parts.append(f"{percent(v)} {'was' if key == 'dropped_share' else 'went to'} {what}")
+    rest = f"; {', '.join(parts)} (see ledger)" if parts else ""
+    return f"{percent(pixel)} of the logit reaches the pixels{rest}"
+
+
+def percent(v: float) -> str:
+    """A share as a percentage for people: ``78 %``, ``0.04 %``."""
+    p = 100.0 * v
+    return f"{p:.0f} %" if abs(p) >= 9.5 or p == 0 else f"{p:.2g} %"
+
+
 @dataclass
 class Result:
     """What explaining an image found: predictions, the explained logit, relevance totals, ledger.
 
     ``relevance``: ``sum`` (ΣR at the pixels), ``positive``, ``negative``; ``conservation``:
-    ``error`` (ΣR_pixels − f(x)) and ``relative_error``; ``ledger``: the image's account
-    (:meth:`lrpcli.core.ledger.Accounts.image`).
+    ``error`` (ΣR_pixels − f(x)), ``relative_error``, ``pixel_share`` (ΣR_pixels / f(x)) and the
+    shares of f(x) absorbed by biases, stabilisers and dropped (:func:`conservation_shares`);
+    ``ledger``: the image's account (:meth:`lrpcli.core.ledger.Accounts.image`).
     """
 
     image: dict[str, int] | None  # the original size: width, height

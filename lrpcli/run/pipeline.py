@@ -37,7 +37,7 @@ from lrpcli.io.files import write_npy, write_png
 from lrpcli.io.inputs import ImageInput
 from lrpcli.io.preprocess import Preprocess, preprocess
 from lrpcli.io.render import RenderSettings, relevance_map, render_pair, symmetric_scale
-from lrpcli.run.entries import ImageEntry, Prediction, Result, Target
+from lrpcli.run.entries import ImageEntry, Prediction, Result, Target, conservation_shares
 from lrpcli.run.outputs import OutputPaths
 
 __all__ = ["Pipeline", "RunOutcome", "RunSettings"]
@@ -397,7 +397,7 @@ class Pipeline:
                 ),
                 f_x=f_x,
                 relevance={"sum": led["sum_pixels"], "positive": positive[j], "negative": negative[j]},
-                conservation={"error": cons, "relative_error": cons / abs(f_x) if f_x else None},
+                conservation=conservation_shares(led, cons),
                 ledger=led,
             )
             entries.append(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import statistics
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -175,6 +176,7 @@ class ReportWriter:
         self.worst_closure_input: str | None = None
         self.over_tolerance: list[str] = []
         self.max_rel_conservation: float | None = None
+        self.pixel_shares: list[float] = []
         self.summary: dict[str, Any] = {}
 
     def add(self, entry: ImageEntry, *, reused: bool = False) -> None:
@@ -205,6 +207,9 @@ class ReportWriter:
             absolute = abs(absolute)
             if self.max_abs_closure is None or absolute > self.max_abs_closure:
                 self.max_abs_closure = absolute
+        share = _finite(entry.result.conservation.get("pixel_share"))
+        if share is not None:
+            self.pixel_shares.append(share)
         cons = _finite(entry.result.conservation.get("relative_error"))
         if cons is not None:
             cons = abs(cons)
@@ -253,6 +258,8 @@ class ReportWriter:
             "over_tolerance": self.over_tolerance,
             "closure_check": self.closure_check(),
             "max_relative_conservation_error": self.max_rel_conservation,
+            "pixel_share_median": statistics.median(self.pixel_shares) if self.pixel_shares else None,
+            "pixel_share_min": min(self.pixel_shares) if self.pixel_shares else None,
             "elapsed_s": elapsed_s,
             "images_per_second": rate,
             "exit_code": exit_code,
