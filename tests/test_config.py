@@ -36,8 +36,8 @@ def test_default_config() -> None:
     cfg = load_config()  # no --config: the packaged default
     assert cfg.model == ModelSpec(source="embedded", name="efficientnet_lite0")
     assert cfg.preprocess == EFFICIENTNET_LITE_PREPROCESS
-    assert cfg.rules == "epsilon_plus_flat"
-    assert cfg.render.cmap == "bwr" and cfg.render.percentile is None
+    assert cfg.rules["conv"] == {"rule": "epsilon", "epsilon": "0.25std"} and cfg.rules["first"] == {"rule": "zbox"}
+    assert cfg.render.cmap == "bwr" and cfg.render.percentile == 99.5
     assert cfg.report.tolerance == 1e-5
     low, high = pixel_bounds(cfg.preprocess)
     opts = cfg.composite_options()
@@ -211,3 +211,49 @@ def test_classes_file_and_relative_paths(tmp_path: Path) -> None:
 def test_config_json_safe() -> None:
     json.dumps(load_config().to_dict())
     yaml.safe_load(load_config().to_yaml())
+
+
+def test_bias_treatment_relative_epsilon_and_coverage(tmp_path: Path) -> None:
+    text = """
+model: {embedded: efficientnet_lite0}
+rules:
+  preset: epsilon
+  first: {rule: flat, coverage: true}
+  conv: {rule: gamma, gamma: 0.1, bias: ignore}
+  "blocks.1*": {rule: epsilon, epsilon: 0.5std}
+rule_options: {epsilon: 0.25STD, bias: distribute, coverage: false}
+"""
+    cfg = load_config(write_config(tmp_path, text))
+    assert (cfg.epsilon, cfg.bias, cfg.coverage) == ("0.25std", "distribute", False)
+    assert cfg.rules["blocks.1*"] == {"rule": "epsilon", "epsilon": "0.5std"}
+    rules = cfg.composite.describe()
+    assert rules["conv"] == "gamma(gamma=0.1, stabilizer=1e-06, bias=ignore)"
+    assert rules["blocks.1*"] == "epsilon(epsilon=0.5std, bias=distribute)"  # rule_options.bias by default
+    assert rules["linear"] == "epsilon(epsilon=0.25std, bias=distribute)"
+    assert rules["first (conv/linear)"] == "flat(stabilizer=1e-06, coverage=True)"
+    again = load_config(write_config(tmp_path, yaml.safe_dump(cfg.to_dict()), name="again.yaml"))
+    assert again.to_dict() == cfg.to_dict() and again.composite.describe() == rules
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("rule_options: {bias: spread}", "rule_options.bias: unknown bias treatment 'spread'"),
+        ("rule_options: {epsilon: 0.25sd}", "rule_options.epsilon: expected a number"),
+        ("rule_options: {epsilon: -1std}", "multiple of the std such as '0.25std'"),
+        ("rule_options: {coverage: 1}", "rule_options.coverage: expected true or false"),
+        ("rules: {conv: {rule: zplus, bias: distribut}}", "rules.conv.bias: unknown bias treatment 'distribut' (did you mean 'distribute'?)"),
+        ("rules: {conv: {rule: flat, bias: ignore}}", "rules.conv.bias: unknown parameter for rule 'flat'"),
+    ],
+)
+def test_new_rule_option_errors(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in problems(tmp_path, "model: {embedded: efficientnet_lite0}\n" + text)
+
+
+def test_default_rules_are_the_recorded_tune_winner() -> None:
+    """The default config's rules are what `lrp tune` chose (its tune.json is kept in benchmarks/)."""
+    doc = json.loads((ROOT / "benchmarks" / "tune_default.json").read_text(encoding="utf-8"))
+    assert doc["kind"] == "lrpcli.tune" and doc["settings"]["seed"] == 0
+    cfg = load_config()
+    assert cfg.rules == doc["winner"]["rules"]
+    assert cfg.bias == doc["winner"]["rule_options"]["bias"]

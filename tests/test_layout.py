@@ -22,7 +22,8 @@ ALLOWED = {
     "config": {"config", "models", "io", "core"},
     "run": {"run", "config", "models", "io", "core"},
     "evaluation": {"evaluation", "run", "config", "models", "io", "core"},
-    "cli": {"cli", "evaluation", "run", "config", "models", "io", "core"},
+    "tuning": {"tuning", "evaluation", "run", "config", "models", "io", "core"},
+    "cli": {"cli", "tuning", "evaluation", "run", "config", "models", "io", "core"},
 }
 SHARED = {"lrpcli", "lrpcli.hints"}
 MAX_LINES = 450

@@ -21,7 +21,7 @@ Importing this package registers every command on ``app``.
 from __future__ import annotations
 
 # Importing a command module registers its commands, in this order in ``lrp --help``.
-from lrpcli.cli import explain, evaluate, models, composites, inspect, config  # noqa: F401, I001
+from lrpcli.cli import explain, evaluate, tune, models, composites, inspect, config  # noqa: F401, I001
 from lrpcli.cli.app import app, main
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 

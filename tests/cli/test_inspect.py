@@ -46,7 +46,7 @@ def test_embedded_default_model_from_the_default_config() -> None:
     result = lrp("inspect", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert "efficientnet_lite0" in data["model"] and data["composite"] == "epsilon_plus_flat"
+    assert "efficientnet_lite0" in data["model"] and data["composite"] == "custom"
     assert any(c.startswith("folded padding") for c in data["canonizations"])
 
 

@@ -1,0 +1,1 @@
+"""`lrp tune`: search composites and their hyperparameters for faithfulness."""
