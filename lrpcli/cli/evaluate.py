@@ -11,6 +11,7 @@ from lrpcli.cli.app import app
 from lrpcli.cli.errors import exit_with, stderr_console
 from lrpcli.cli.evaluate_run import run_evaluate
 from lrpcli.cli.options import (
+    AllowPythonOption,
     ConfigOption,
     DeviceChoice,
     DeviceOption,
@@ -93,6 +94,7 @@ def evaluate(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
     overwrite: OverwriteOption = False,
+    allow_python: AllowPythonOption = None,
 ) -> None:
     """Pixel-flipping faithfulness: perturb patches in relevance order, write AOPC and curves.
 
@@ -124,5 +126,6 @@ def evaluate(
             json_out=json_out,
             quiet=quiet,
             overwrite=overwrite,
+            allow_python=list(allow_python or []),
         ),
     )

@@ -23,6 +23,7 @@ from rich.text import Text
 from lrpcli.cli.documents import write_document
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Fail, error
 from lrpcli.cli.loading import (
+    check_python_allowed,
     discover_inputs,
     input_paths,
     load_cli_config,
@@ -164,10 +165,12 @@ def run_evaluate(
     json_out: bool,
     quiet: bool,
     overwrite: bool,
+    allow_python: list[Path] | None = None,
 ) -> int:
     """Run ``lrp evaluate``; returns the exit code (usage and model errors raise ``_Fail``)."""
     started_at, started = now(), time.perf_counter()
     cfg = load_cli_config(config, {})
+    check_python_allowed(console, cfg, allow_python or [])
     if composites is None:
         composite_names = [cfg.composite_name]
     else:

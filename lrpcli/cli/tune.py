@@ -55,6 +55,15 @@ def tune(
         float,
         typer.Option("--split", min=0.05, max=0.95, metavar="F", help="Fraction of the images to search on; the rest is held out."),
     ] = 0.5,
+    held_out: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--held-out",
+            metavar="PATH",
+            help="Held-out images (files, folders, globs; repeatable): then every PATHS image is searched on "
+            "and --split is not used.",
+        ),
+    ] = None,
     min_pixel_share: Annotated[
         float | None,
         typer.Option(
@@ -95,7 +104,7 @@ def tune(
         console,
         lambda: run_tune(
             console, paths=list(paths or []), config=config, score=score, space=space, budget=budget,
-            minutes=minutes, split=split, min_pixel_share=min_pixel_share, eta=eta, steps=steps, patch=patch,
+            minutes=minutes, split=split, held_out=list(held_out or []), min_pixel_share=min_pixel_share, eta=eta, steps=steps, patch=patch,
             perturbation=perturbation, random_runs=random_runs, seed=seed, batch_size=batch_size,
             device=device, out=out, json_out=json_out, quiet=quiet, overwrite=overwrite,
             allow_python=list(allow_python or []),

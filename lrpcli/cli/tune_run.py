@@ -76,6 +76,7 @@ def run_tune(
     budget: int | None,
     minutes: float | None,
     split: float,
+    held_out: list[str] | None = None,
     min_pixel_share: float | None,
     eta: int,
     steps: int,
@@ -106,12 +107,16 @@ def run_tune(
         if (path.exists() or path.is_symlink()) and not overwrite:
             raise Fail(EXIT_USAGE, f"{path} already exists; use --overwrite to replace it or choose another --out")
     inputs = discover_inputs(console, input_paths(paths, "tune"), out)
+    held_inputs = discover_inputs(console, held_out, out) if held_out else []
+    both = {str(i.path.resolve()) for i in inputs} & {str(i.path.resolve()) for i in held_inputs}
+    if both:
+        raise Fail(EXIT_USAGE, f"--held-out names {len(both)} image(s) that are also search images, e.g. {sorted(both)[0]}")
     dev = resolve_device(device)
     if not quiet:
         console.print(Text(f"loading {describe(cfg.model)} on {dev}", style="dim"))
     loaded = load_cli_model(cfg, dev)
-    images, names = [], []
-    for item in inputs:
+    images, names, is_held = [], [], []
+    for item in [*inputs, *held_inputs]:
         try:
             image = load_image(item.path, max_pixels=cfg.max_pixels)
             x, _ = preprocess(image.image, cfg.preprocess)
@@ -120,12 +125,19 @@ def run_tune(
             continue
         images.append(x.to(dev))
         names.append(item.path.as_posix())
-    if len(images) < 2:
-        raise Fail(EXIT_USAGE, f"lrp tune needs at least 2 readable images (a search and a held-out part), got {len(images)}")
-    order = list(range(len(images)))
-    pyrandom.Random(seed).shuffle(order)
-    n_search = min(len(images) - 1, max(1, round(split * len(images))))
-    search, held = order[:n_search], order[n_search:]
+        is_held.append(item in held_inputs)
+    if held_inputs:  # the caller's split
+        search = [i for i, h in enumerate(is_held) if not h]
+        held = [i for i, h in enumerate(is_held) if h]
+        if not search or not held:
+            raise Fail(EXIT_USAGE, "lrp tune needs at least one readable search image and one readable --held-out image")
+    else:
+        if len(images) < 2:
+            raise Fail(EXIT_USAGE, f"lrp tune needs at least 2 readable images (a search and a held-out part), got {len(images)}")
+        order = list(range(len(images)))
+        pyrandom.Random(seed).shuffle(order)
+        n_search = min(len(images) - 1, max(1, round(split * len(images))))
+        search, held = order[:n_search], order[n_search:]
 
     candidates = _candidates(loaded.module, space)
     low, high = pixel_bounds(cfg.preprocess)
@@ -182,7 +194,7 @@ def run_tune(
         "settings": {
             "score": score, "space": space, "eta": eta, "budget_forward_passes": budget, "minutes": minutes,
             "min_pixel_share": min_pixel_share, "patch": patch, "steps": steps, "perturbation": perturbation,
-            "random_runs": random_runs, "seed": seed, "split": split,
+            "random_runs": random_runs, "seed": seed, "split": "--held-out" if held_inputs else split,
         },  # fmt: skip
         "images": {"search": [names[i] for i in search], "held_out": [names[i] for i in held]},
         "plan": [{"candidates": r.candidates, "images": r.images} for r in rounds],

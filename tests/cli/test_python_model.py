@@ -121,3 +121,17 @@ def test_class_names_count(tmp_path: Path) -> None:
         load_model(load_config(config).model)
 
 
+
+
+@pytest.mark.parametrize("command", ["evaluate", "tune"])
+def test_evaluate_and_tune_refuse_without_allow_python_too(tmp_path: Path, images: Path, command: str) -> None:
+    config = write_tiny_model(tmp_path / "m")
+    marker = tmp_path / "ran"
+    code = tmp_path / "m" / "model.py"
+    code.write_text(f"open({str(marker)!r}, 'w').close()\n" + code.read_text(encoding="utf-8"), encoding="utf-8")
+    result = lrp(command, images, "-c", config, "-o", tmp_path / "out", "--steps", "2", "--patch", "4")
+    assert result.exit_code == 2 and f"add: --allow-python {code}" in result.stderr
+    assert not marker.exists()  # the file was never run
+    allowed = lrp(command, images, "-c", config, "-o", tmp_path / "ok", "--steps", "2", "--patch", "4",
+                  "--allow-python", code, *(["--space", "small"] if command == "tune" else []))  # fmt: skip
+    assert allowed.exit_code == 0, allowed.stderr

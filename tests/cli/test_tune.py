@@ -134,3 +134,19 @@ def test_tune_on_the_embedded_model_over_two_images(tmp_path: Path) -> None:
     assert len(doc["held_out"]["scores"]["random"]) == 1
     cfg = yaml.safe_load((tmp_path / "out" / "tuned.yaml").read_text())
     assert cfg["model"] == {"embedded": "efficientnet_lite0"} and cfg["rules"] == doc["winner"]["rules"]
+
+
+def test_tune_with_an_explicit_held_out_set(tmp_path: Path) -> None:
+    config = write_additive(tmp_path / "m")
+    make_images(tmp_path / "search", 2)
+    make_images(tmp_path / "held", 3)
+    common = ["--config", config, "--allow-python", tmp_path / "m" / "model.py", "--patch", "4", "--steps", "16",
+              "--perturbation", "zero", "--random-runs", "2", "--space", "small", "--json"]  # fmt: skip
+    result = lrp("tune", tmp_path / "search", "--held-out", tmp_path / "held", "--out", tmp_path / "o", *common)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [Path(p).parent.name for p in doc["images"]["search"]] == ["search"] * 2
+    assert [Path(p).parent.name for p in doc["images"]["held_out"]] == ["held"] * 3
+    assert doc["settings"]["split"] == "--held-out"
+    clash = lrp("tune", tmp_path / "search", "--held-out", tmp_path / "search" / "img00.png", "--out", tmp_path / "o2", *common)
+    assert clash.exit_code == 2 and "also search images" in clash.stderr
