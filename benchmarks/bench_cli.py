@@ -15,7 +15,11 @@ report writer, on the explainer of the engine side) in this process, interleaved
 engine alone: no process start or model load to subtract, so less noise, but no first-batch
 warm-up either.
 
-    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 3] [--threads N] [--in-process]
+``--view full|crop`` draws the pictures on the whole photo (the default) or on the model's
+input only; ``--view both`` (with ``--in-process``) times the loop with each, interleaved, to
+show what the full view costs.
+
+    python benchmarks/bench_cli.py [--images 64] [--batch 8] [--workers 2] [--reps 3] [--threads N] [--in-process] [--view full|crop|both]
 """
 
 from __future__ import annotations
@@ -80,8 +84,10 @@ class Engine:
             self.explainer(b)
         return time.perf_counter() - t
 
-    def pipeline(self, folder: Path, out: Path, batch: int, workers: int) -> float:
+    def pipeline(self, folder: Path, out: Path, batch: int, workers: int, view: str | None = None) -> float:
         """Seconds of `lrp explain`'s loop in this process: decode, explain, render, write, report."""
+        from dataclasses import replace
+
         from lrpcli.io.inputs import discover
         from lrpcli.run.outputs import REPORT_NAME, plan_outputs
         from lrpcli.run.pipeline import Pipeline, RunSettings
@@ -90,7 +96,8 @@ class Engine:
         inputs = discover([str(folder)])
         plans = plan_outputs(inputs, out, overwrite=True)
         settings = RunSettings(
-            preprocess=self.cfg.preprocess, render=self.cfg.render, batch_size=batch, workers=workers,
+            preprocess=self.cfg.preprocess, render=replace(self.cfg.render, view=view or self.cfg.render.view),
+            batch_size=batch, workers=workers,
             ledger_steps=self.cfg.report.ledger_steps,
         )  # fmt: skip
         pipeline = Pipeline(self.explainer, self.loaded.categories, settings, out_dir=out)
@@ -102,10 +109,12 @@ class Engine:
         return time.perf_counter() - t
 
 
-def cli_run(folder: Path, out: Path, batch: int, workers: int, threads: int | None) -> tuple[float, float]:
+def cli_run(folder: Path, out: Path, batch: int, workers: int, threads: int | None, view: str | None = None) -> tuple[float, float]:
     """Wall seconds of one `lrp explain` subprocess, and the loop's seconds from its report."""
     cmd = [sys.executable, "-m", "lrpcli", "explain", str(folder), "--out", str(out), "--quiet", "--overwrite",
            "--batch-size", str(batch), "--workers", str(workers)]  # fmt: skip
+    if view is not None:
+        cmd += ["--view", view]
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads in the child
@@ -126,7 +135,11 @@ def main() -> None:
                     help="torch intra-op threads for both sides (default: torch's, one per core)")
     ap.add_argument("--in-process", action="store_true",
                     help="run the command's loop in this process instead of `lrp explain` subprocesses")
+    ap.add_argument("--view", choices=("full", "crop", "both"), default=None,
+                    help="the pictures' view (default: the config's); both: each, interleaved (--in-process)")
     args = ap.parse_args()
+    if args.view == "both" and not args.in_process:
+        ap.error("--view both needs --in-process")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from lrpcli.run.allocator import tune_allocator
@@ -140,17 +153,26 @@ def main() -> None:
         header = (f"images: {n}, batch {args.batch}, workers {args.workers}, torch threads {torch.get_num_threads()}, "
                   f"allocator {allocator}, reps {args.reps}")  # fmt: skip
         if args.in_process:
-            eng, loop = [], []
+            views = ["full", "crop"] if args.view == "both" else [args.view]
+            eng: list[float] = []
+            loops: dict[str | None, list[float]] = {v: [] for v in views}
             for _ in range(args.reps):
                 eng.append(engine.explain_all())
-                loop.append(engine.pipeline(tmp / "many", tmp / "out", args.batch, args.workers))
-            e_rate, l_rate = n / statistics.median(eng), n / statistics.median(loop)
+                for v in views:
+                    loops[v].append(engine.pipeline(tmp / "many", tmp / "out", args.batch, args.workers, v))
+            e_rate = n / statistics.median(eng)
             print(header + ", in process")
             print(f"engine only : {e_rate:.2f} images/s  (runs " + ", ".join(f"{x:.2f}" for x in eng) + " s)")
-            print(f"lrp loop    : {l_rate:.2f} images/s  (runs " + ", ".join(f"{x:.2f}" for x in loop) + " s)")
-            paired = statistics.median(e / x for e, x in zip(eng, loop))
-            print(f"end-to-end ÷ engine-only: {l_rate / e_rate:.2f} (ratio of medians), {paired:.2f} (median of "
-                  "the repetitions' own ratios)")  # fmt: skip
+            for v, loop in loops.items():
+                l_rate = n / statistics.median(loop)
+                name = f"lrp loop ({v or engine.cfg.render.view} view)"
+                print(f"{name}: {l_rate:.2f} images/s  (runs " + ", ".join(f"{x:.2f}" for x in loop) + " s)")
+                paired = statistics.median(e / x for e, x in zip(eng, loop))
+                print(f"  end-to-end ÷ engine-only: {l_rate / e_rate:.2f} (ratio of medians), {paired:.2f} (median of "
+                      "the repetitions' own ratios)")  # fmt: skip
+            if len(views) == 2:
+                paired = statistics.median(c / f for f, c in zip(loops["full"], loops["crop"]))
+                print(f"full view ÷ crop view, loop rate: {paired:.2f} (median of the repetitions' own ratios)")
             return
         first = tmp / "first"
         first.mkdir()
@@ -159,8 +181,8 @@ def main() -> None:
         eng, full, short, loop = [], [], [], []
         for _ in range(args.reps):
             eng.append(engine.explain_all())
-            short.append(cli_run(first, tmp / "out_b", args.batch, args.workers, args.threads)[0])
-            wall, elapsed = cli_run(tmp / "many", tmp / "out", args.batch, args.workers, args.threads)
+            short.append(cli_run(first, tmp / "out_b", args.batch, args.workers, args.threads, args.view)[0])
+            wall, elapsed = cli_run(tmp / "many", tmp / "out", args.batch, args.workers, args.threads, args.view)
             full.append(wall)
             loop.append(elapsed)
         e_rate = n / statistics.median(eng)

@@ -13,6 +13,7 @@ from conftest import ROOT, write_config
 from lrpcli import get_composite
 from lrpcli.config import BUILTIN_CONFIGS, ConfigError, builtin_config_path, load_config
 from lrpcli.io.preprocess import pixel_bounds
+from lrpcli.io.render import RenderSettings
 from lrpcli.models import EFFICIENTNET_LITE_PREPROCESS, IMAGENET_PREPROCESS
 from lrpcli.models.spec import ModelSpec
 
@@ -37,7 +38,8 @@ def test_default_config() -> None:
     assert cfg.model == ModelSpec(source="embedded", name="efficientnet_lite0")
     assert cfg.preprocess == EFFICIENTNET_LITE_PREPROCESS
     assert cfg.rules["conv"] == {"rule": "epsilon", "epsilon": "0.25std"} and cfg.rules["first"] == {"rule": "zbox"}
-    assert cfg.render.cmap == "bwr" and cfg.render.percentile == 99.5
+    assert cfg.render == RenderSettings()  # the packaged default spells out the dataclass defaults
+    assert cfg.render.cmap == "bwr" and cfg.render.percentile == 99.0 and cfg.render.view == "full"
     assert cfg.report.tolerance == 1e-5
     low, high = pixel_bounds(cfg.preprocess)
     opts = cfg.composite_options()
@@ -159,7 +161,7 @@ BASE = "model: {embedded: efficientnet_lite0}\n"
         (BASE + "render: {cmap: nope}\n", "config.yaml: render.cmap: unknown colour map 'nope'"),
         (BASE + "render: {percentile: 0}\n", "config.yaml: render.percentile: must be > 0, got 0"),
         (BASE + "render: {overlay_alpha: 2}\n", "config.yaml: render.overlay_alpha: must be <= 1, got 2"),
-        (BASE + "render: [bwr]\n", "config.yaml: render: expected a mapping with keys cmap, percentile, overlay_alpha, got a list"),
+        (BASE + "render: [bwr]\n", "config.yaml: render: expected a mapping with keys cmap, percentile, overlay_alpha, mode, smooth, opacity_exponent, contrast, view, max_side, legend, got a list"),
         (BASE + "report: {tolerance: 0}\n", "config.yaml: report.tolerance: must be > 0, got 0"),
         (BASE + "report: {ledger_steps: maybe}\n", "config.yaml: report.ledger_steps: expected true or false"),
         (BASE + "input: {max_pixels: -5}\n", "config.yaml: input.max_pixels: must be >= 1, got -5"),

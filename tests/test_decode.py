@@ -150,6 +150,7 @@ def test_decompression_bomb_header_refused(tmp_path: Path) -> None:
     assert len(data) < 200
     message = _load_error(path)
     assert "10,000,000,000 pixels" in message and "limit of 89,478,485" in message
+    assert "--max-pixels N on the command line, or input: {max_pixels: N} in the config" in message
     with pytest.raises(ImageLoadError, match="limit of 100"):
         load_image(path, max_pixels=100)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,19 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uint8"):
         write_png(tmp_path / "bad.png", np.zeros((2, 2, 3), dtype=np.float32))
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_png_text_roundtrip_and_never_blocks(tmp_path: Path) -> None:
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    marked = tmp_path / "m.png"
+    write_png(marked, rgb, text={"Software": "lrpcli 1", "lrpcli:source": "photos/å.jpg"})
+    assert files.png_text(marked) == {"Software": "lrpcli 1", "lrpcli:source": "photos/å.jpg"}
+    np.testing.assert_array_equal(np.asarray(Image.open(marked)), rgb)  # still a valid PNG
+    plain = tmp_path / "p.png"
+    Image.fromarray(rgb).save(plain)
+    assert files.png_text(plain) == {}
+    (tmp_path / "t.png").write_text("not a png", encoding="utf-8")
+    assert files.png_text(tmp_path / "t.png") == {}
+    os.mkfifo(tmp_path / "fifo.png")  # a plain open() for reading would wait for a writer forever
+    assert files.png_text(tmp_path / "fifo.png") == {}
+    assert files.png_text(tmp_path / "missing.png") == {}

@@ -88,6 +88,14 @@ def test_stdin_lines_and_null(tree: Path) -> None:
     assert _rels(discover(["-"], stdin=io.BytesIO(data), null=True)) == ["b.PNG", "a.jpg"]
 
 
+def test_empty_stdin_says_so(tree: Path) -> None:
+    for null in (False, True):
+        with pytest.raises(InputError, match="^standard input gave no paths; pipe image paths"):
+            discover(["-"], stdin=io.BytesIO(b"\n \n" if not null else b"\0"), null=null)
+    # with other paths beside it, an empty standard input is no error
+    assert _rels(discover(["-", str(tree / "photos" / "a.jpg")], stdin=io.StringIO(""))) == ["a.jpg"]
+
+
 def test_stdin_missing_path_is_reported(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="nope.png.*standard input"):
         discover(["-"], stdin=io.StringIO(str(tmp_path / "nope.png") + "\n"))

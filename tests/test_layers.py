@@ -15,6 +15,9 @@ CONVS = {
     "stride_pad": (nn.Conv2d(3, 4, 3, stride=2, padding=1), (3, 7, 6)),
     "dilation_groups": (nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2), (4, 6, 6)),
     "depthwise": (nn.Conv2d(4, 4, 3, padding=1, groups=4), (4, 5, 5)),
+    "depthwise_stride": (nn.Conv2d(6, 6, 5, stride=2, padding=2, groups=6), (6, 9, 8)),
+    "depthwise_dilation": (nn.Conv2d(3, 3, 3, padding=2, dilation=2, groups=3), (3, 7, 6)),
+    "depthwise_multiplier": (nn.Conv2d(3, 6, 3, padding=1, groups=3), (3, 5, 5)),
     "same": (nn.Conv2d(3, 2, 4, padding="same"), (3, 6, 7)),
     "valid": (nn.Conv2d(3, 2, 3, padding="valid"), (3, 6, 7)),
     "conv1d": (nn.Conv1d(2, 3, 3, stride=2, padding=1), (2, 9)),
@@ -53,6 +56,30 @@ def test_pre_pad_is_part_of_the_layer() -> None:
         torch.testing.assert_close(layer.forward(x, None, layer.bias), conv(nn.functional.pad(x, (0, 1, 0, 1))))
     y = torch.randn_like(layer.forward(x))
     torch.testing.assert_close((layer.forward(x) * y).sum(), (x * layer.transpose(y, x.shape)).sum())
+
+
+@pytest.mark.parametrize("k, stride, padding, dilation", [(1, 1, 0, 1), (3, 1, 1, 1), (3, 2, 1, 1), (5, 2, 2, 1),
+                                                          (3, 3, 0, 1), (3, 2, 3, 2), (5, 1, 4, 2)])  # fmt: skip
+@pytest.mark.parametrize("pre_pad", [None, (0, 1, 0, 1)])
+def test_float64_depthwise_shifted_products_equal_pytorch(k: int, stride: int, padding: int, dilation: int, pre_pad) -> None:
+    """Float64 depthwise convolutions on the CPU run as shifted products (PyTorch's own loops over
+    channels): same output and same transposed pass as PyTorch's convolution, for odd sizes,
+    strides, paddings wider than the kernel's reach, dilations and TensorFlow's asymmetric pad."""
+    torch.manual_seed(2)
+    conv = nn.Conv2d(5, 5, k, stride=stride, padding=padding, dilation=dilation, groups=5).to(DT)
+    layer = from_module(conv)
+    layer.pre_pad = pre_pad
+    assert layer._shifted(torch.zeros(1, dtype=DT), layer.weight)
+    assert not layer._shifted(torch.zeros(1), layer.weight.float())  # float32 keeps PyTorch's kernel
+    for h, w in [(9, 8), (7, 7), (10, 11)]:
+        x = torch.randn(2, 5, h, w, dtype=DT)
+        padded = x if pre_pad is None else nn.functional.pad(x, pre_pad)
+        with torch.no_grad():
+            torch.testing.assert_close(layer.forward(x, None, layer.bias), conv(padded), rtol=0, atol=1e-12)
+        y = torch.randn_like(conv(padded))
+        leaf = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(conv(leaf if pre_pad is None else nn.functional.pad(leaf, pre_pad)), leaf, y)
+        torch.testing.assert_close(layer.transpose(y, x.shape), grad, rtol=0, atol=1e-12)
 
 
 def test_weight_parts_split_the_weight_exactly() -> None:

@@ -25,7 +25,7 @@ ALLOWED = {
     "tuning": {"tuning", "evaluation", "run", "config", "models", "io", "core"},
     "cli": {"cli", "tuning", "evaluation", "run", "config", "models", "io", "core"},
 }
-SHARED = {"lrpcli", "lrpcli.hints"}
+SHARED = {"lrpcli", "lrpcli.hints", "lrpcli.lazy"}
 MAX_LINES = 450
 
 

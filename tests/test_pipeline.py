@@ -19,6 +19,7 @@ from conftest import make_images
 from lrpcli import Explainer
 from lrpcli.io.inputs import ImageInput
 from lrpcli.io.preprocess import Preprocess
+from lrpcli.io.render import RenderSettings
 from lrpcli.run.outputs import plan_outputs
 from lrpcli.run.entries import ImageEntry
 from lrpcli.run.pipeline import Pipeline, RunSettings, _Emitter
@@ -93,8 +94,10 @@ def test_order_outputs_and_errors(explainer: Explainer, tmp_path: Path) -> None:
     rel = np.load(out / ok["outputs"]["relevance"])
     assert rel.shape == (3, 16, 16) and rel.dtype == np.float32
     assert float(rel.sum(dtype=np.float64)) == pytest.approx(ok["ledger"]["sum_pixels"], rel=1e-4, abs=1e-6)
-    with Image.open(out / ok["outputs"]["heatmap"]) as im:
-        assert im.size == (16, 16) and im.mode == "RGB"
+    with Image.open(out / ok["outputs"]["heatmap"]) as im:  # the default full view: the photo's size
+        assert im.size == (30, 20) and im.mode == "RGB"
+        assert im.text["lrpcli:source"] == inputs[0].path.as_posix()  # marked as ours
+    assert ok["render"]["view"] == "full" and ok["render"]["crop_box"] == [5.0, 0.0, 25.0, 20.0]
     assert leftovers(out) == []
 
 
@@ -268,7 +271,8 @@ def test_heatmap_colours_in_written_png(explainer: Explainer, tmp_path: Path) ->
 
     inputs = make_images(tmp_path / "imgs", 1)
     out = tmp_path / "out"
-    entries, _ = run(synthetic, inputs, out)
+    exact = RenderSettings(view="crop", smooth=0.0, percentile=None, opacity_exponent=1.0, contrast=1.0)
+    entries, _ = run(synthetic, inputs, out, render=exact)
     entry = entries[0]
     assert entry["relevance"]["positive"] == pytest.approx(1.5)
     assert entry["relevance"]["negative"] == pytest.approx(-1.2)

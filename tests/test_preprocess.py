@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import noise
-from lrpcli.io.preprocess import Preprocess, pixel_bounds, preprocess
+from lrpcli.io.preprocess import Preprocess, pixel_bounds, preprocess, upscale_warning
 
 IMAGENET = Preprocess(resize=256, crop=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
@@ -80,3 +80,13 @@ def test_preprocess_of_a_very_elongated_image_matches_torchvision_up_to_rounding
     diff = np.abs(crop.astype(int) - reference.permute(1, 2, 0).numpy().astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.05
     assert tensor.shape == (3, 224, 224)
+
+
+def test_upscale_warning_for_images_much_smaller_than_the_crop() -> None:
+    assert upscale_warning(1, 1, IMAGENET) == (
+        "upscaled from 1x1 pixels (256x) to the model's 224x224 input: the map shows "
+        "interpolated pixels, not detail of the image"
+    )
+    assert "from 300x100 pixels (2.56x)" in (upscale_warning(300, 100, IMAGENET) or "")
+    assert upscale_warning(112, 500, IMAGENET) is None  # half the crop: upscaled, but not much
+    assert upscale_warning(300, 200, IMAGENET) is None

@@ -70,7 +70,7 @@ def test_report_document(tmp_path: Path) -> None:
     assert s["closure_check"] == "pass" and s["over_tolerance"] == []
     assert s["max_relative_conservation_error"] == 0.5
     assert s["images_with_warnings"] == 1
-    assert s["exit_code"] == 1 and s["images_per_second"] == 1.5
+    assert s["exit_code"] == 1 and s["images_per_second"] == 1.0  # 2 explained in 2 s; the failure is not counted
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temp files left
 
 
@@ -158,3 +158,18 @@ def test_jsonl_line() -> None:
     assert "\n" not in line
     assert json.loads(line) == ok_entry(3).to_dict()
     assert json_safe({"a": (1, np.int64(2)), "b": Path("x/y")}) == {"a": [1, 2], "b": "x/y"}
+
+
+def test_rate_counts_only_images_this_run_explained(tmp_path: Path) -> None:
+    with ReportWriter(tmp_path / "report.json", {}, inputs=5, tolerance=1e-5) as writer:
+        writer.add(ok_entry(0, 1e-8), reused=True)  # from an earlier run (--resume)
+        writer.add(ok_entry(1, 1e-8))
+        writer.add(error_entry(2))
+        writer.add(error_entry(3))
+        s = writer.write(exit_code=1, elapsed_s=0.5)
+    assert (s["ok"], s["reused"], s["failed"]) == (2, 1, 2)
+    assert s["images_per_second"] == 2.0  # one image explained in 0.5 s
+    with ReportWriter(tmp_path / "failed.json", {}, inputs=5, tolerance=1e-5) as writer:
+        for i in range(5):
+            writer.add(error_entry(i))
+        assert writer.write(exit_code=1, elapsed_s=0.5)["images_per_second"] == 0.0  # nothing explained

@@ -9,13 +9,16 @@ Exit codes: 0 all images explained; 1 some images failed (the report is still co
 2 usage or config error; 3 the model could not be loaded; 130 interrupted (SIGINT/SIGTERM:
 the report covers the images that finished).
 
-Modules: :mod:`~lrpcli.cli.app` (the root app), :mod:`~lrpcli.cli.errors` (exit codes,
+Modules: :mod:`~lrpcli.cli.app` (the root app), :mod:`~lrpcli.cli.command` (the command
+classes and their Examples blocks), :mod:`~lrpcli.cli.errors` (exit codes,
 consoles), :mod:`~lrpcli.cli.options` (shared option types), :mod:`~lrpcli.cli.loading`
 (config, model, explainer, inputs, device); one module per command: :mod:`~lrpcli.cli.explain`
 (with :mod:`~lrpcli.cli.explain_run` and :mod:`~lrpcli.cli.explain_output`),
 :mod:`~lrpcli.cli.evaluate` (with :mod:`~lrpcli.cli.evaluate_run`), :mod:`~lrpcli.cli.inspect`,
 :mod:`~lrpcli.cli.models`, :mod:`~lrpcli.cli.composites`, :mod:`~lrpcli.cli.config`.
-Importing this package registers every command on ``app``.
+Importing this package registers every command on ``app``; it does not import torch (the
+command modules import it inside their command functions), so ``--help`` and ``--version``
+start in a fraction of a second (``tests/cli/test_startup.py``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lrpcli import __version__
+from lrpcli.cli.command import Group, examples
 from lrpcli.run.allocator import tune_allocator
 
 __all__ = ["app", "config_app", "main"]
@@ -17,13 +18,27 @@ __all__ = ["app", "config_app", "main"]
 app = typer.Typer(
     name="lrp",
     help="Layer-wise Relevance Propagation heatmaps for image classifiers.",
+    cls=Group,
+    epilog=examples(
+        ("Heatmaps for every image in a folder (the built-in EfficientNet-Lite0)", "lrp explain photos/ -o heatmaps"),
+        ("Which rule every layer of a model gets", "lrp inspect --model resnet18"),
+        ("How faithful the maps are (pixel flipping)", "lrp evaluate photos/ -o evaluation"),
+        ("Help on one command", "lrp explain --help"),
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 config_app = typer.Typer(
-    help="Work with YAML config files.", no_args_is_help=True, add_completion=False
+    help="Work with YAML config files.",
+    cls=Group,
+    epilog=examples(
+        ("Validate a config and print it resolved", "lrp config check my.yaml"),
+        ("Print a built-in config, every default filled in", "lrp config check vgg16"),
+    ),
+    no_args_is_help=True,
+    add_completion=False,
 )
 app.add_typer(config_app, name="config")
 

@@ -9,13 +9,19 @@ import typer
 from rich.text import Text
 
 from lrpcli.cli.app import config_app
+from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import EXIT_USAGE, error, stderr_console
-from lrpcli.config import BUILTIN_CONFIGS, ConfigError, load_config
+from lrpcli.config.builtin import BUILTIN_CONFIGS
 
 __all__ = ["config_check"]
 
+EXAMPLES = examples(
+    ("Validate your config; prints it resolved, every default filled in", "lrp config check my.yaml"),
+    ("Start a config of your own from a built-in one", "lrp config check vgg16 > my.yaml"),
+)
 
-@config_app.command("check")
+
+@config_app.command("check", cls=Command, epilog=EXAMPLES)
 def config_check(
     file: Annotated[
         str,
@@ -25,6 +31,8 @@ def config_check(
     ],
 ) -> None:
     """Validate a config and print the resolved one (all defaults filled in) as YAML."""
+    from lrpcli.config import ConfigError, load_config  # these import torch: not for --help
+
     console = stderr_console()
     try:
         cfg = load_config(file)

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from lrpcli.cli.pipes import silence_stdout
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -73,10 +75,20 @@ def stderr_console() -> Console:
     )
 
 
+class _StdoutConsole(Console):
+    """A console on standard output whose closed pipe ends the command with status 0
+    (:class:`lrpcli.cli.command.Group`), not Rich's status 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        silence_stdout()
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
     """Standard output, for the listing commands' tables."""
     stream = sys.stdout
-    return Console(file=stream, no_color=_no_color(stream), highlight=False, soft_wrap=True)
+    return _StdoutConsole(file=stream, no_color=_no_color(stream), highlight=False, soft_wrap=True)
 
 
 def error(console: Console, message: str) -> None:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from lrpcli.cli.app import app
+from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import exit_with, stderr_console
-from lrpcli.cli.evaluate_run import run_evaluate
 from lrpcli.cli.options import (
     AllowPythonOption,
     ConfigOption,
@@ -21,13 +21,19 @@ from lrpcli.cli.options import (
     PathsArgument,
     QuietOption,
 )
-from lrpcli.core.composites import PRESETS
-from lrpcli.evaluation.flipping import BASELINES, DEFAULT_BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
+from lrpcli.core.preset_names import PRESET_NAMES
+from lrpcli.evaluation.choices import BASELINES, DEFAULT_BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
 
 __all__ = ["evaluate"]
 
+EXAMPLES = examples(
+    ("The config's rules against the default baselines; evaluation.json and .png in evaluation/", "lrp evaluate photos/ -o evaluation"),
+    ("Two presets compared, most relevant first only, 50 steps", "lrp evaluate photos/ --composites epsilon_plus,epsilon_gamma_box --order morf --steps 50"),
+    ("Add the occlusion baseline and the model-randomisation check", "lrp evaluate photos/ --baselines random,occlusion --sanity"),
+)
 
-@app.command()
+
+@app.command(cls=Command, epilog=EXAMPLES)
 def evaluate(
     paths: PathsArgument = None,
     config: ConfigOption = None,
@@ -36,7 +42,7 @@ def evaluate(
         typer.Option(
             "--composites",
             metavar="A,B,...",
-            help=f"LRP presets to evaluate (default: the config's rules): {', '.join(PRESETS)}.",
+            help=f"LRP presets to evaluate (default: the config's rules): {', '.join(PRESET_NAMES)}.",
             show_default=False,
         ),
     ] = None,
@@ -73,8 +79,15 @@ def evaluate(
         int, typer.Option("--random-runs", min=1, metavar="R", help="Random orders averaged for the random baseline.")
     ] = 5,
     seed: Annotated[
-        int, typer.Option("--seed", metavar="S", help="Seed of the uniform noise, tie-breaks and random orders.")
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="S",
+            help="Seed of the uniform noise, tie-breaks and random orders, and of the random "
+            "initialisation of a model built without weights (default: the config's model.seed, 0).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", "-b", min=1, metavar="N", help="Perturbed copies per forward pass (bounds memory)."),
@@ -104,6 +117,8 @@ def evaluate(
     and at least 6 images; otherwise: not distinguishable). Writes evaluation.json and evaluation.png into
     --out; --json prints evaluation.json.
     """
+    from lrpcli.cli.evaluate_run import run_evaluate  # imports torch: not for --help
+
     console = stderr_console()
     exit_with(
         console,

@@ -157,7 +157,7 @@ def run_evaluate(
     perturbation: str,
     order: str,
     random_runs: int,
-    seed: int,
+    seed: int | None,
     batch_size: int,
     sanity: bool,
     device: DeviceChoice,
@@ -167,9 +167,13 @@ def run_evaluate(
     overwrite: bool,
     allow_python: list[Path] | None = None,
 ) -> int:
-    """Run ``lrp evaluate``; returns the exit code (usage and model errors raise ``_Fail``)."""
+    """Run ``lrp evaluate``; returns the exit code (usage and model errors raise ``_Fail``).
+
+    ``seed`` (``None``: the config's ``model.seed``) seeds the noise, the random orders and a
+    model built without weights alike."""
     started_at, started = now(), time.perf_counter()
-    cfg = load_cli_config(config, {})
+    cfg = load_cli_config(config, {}, seed=seed)
+    seed = cfg.model.seed
     check_python_allowed(console, cfg, allow_python or [])
     if composites is None:
         composite_names = [cfg.composite_name]

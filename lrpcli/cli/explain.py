@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from lrpcli.cli.app import app
+from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import exit_with, stderr_console
-from lrpcli.cli.explain_run import ExplainOptions, run_explain
 from lrpcli.cli.options import (
     AllowPythonOption,
     CompositeOption,
@@ -27,12 +27,20 @@ from lrpcli.cli.options import (
     OverwriteOption,
     PathsArgument,
     QuietOption,
+    SeedOption,
 )
 
 __all__ = ["explain"]
 
+EXAMPLES = examples(
+    ("Heatmaps and overlays for every image in a folder (outputs mirror its tree)", "lrp explain photos/ -o heatmaps"),
+    ("One image, class 281 (tabby cat), another preset, the raw map too", "lrp explain cat.jpg --composite epsilon_plus --target 281 --save-npy -o cat"),
+    ("Paths from find, the report as JSON on standard output", "find photos -name '*.jpg' -print0 | lrp explain - --null --json -o found"),
+    ("Finish an interrupted run: keep what it wrote, explain the rest", "lrp explain photos/ -o heatmaps --resume"),
+)
 
-@app.command()
+
+@app.command(cls=Command, epilog=EXAMPLES)
 def explain(
     paths: PathsArgument = None,
     config: ConfigOption = None,
@@ -97,6 +105,78 @@ def explain(
             show_default=False,
         ),
     ] = None,
+    view: Annotated[
+        str | None,
+        typer.Option(
+            "--view",
+            metavar="full|crop",
+            help="full: draw the map on the whole photo, the part the model did not see hatched "
+            "(default); crop: on the model's centre crop only.",
+            show_default=False,
+        ),
+    ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(
+            "--scale",
+            metavar="percentile|max",
+            help="Full colour at a high percentile of |R| (default 99, see --percentile) or at max |R|.",
+            show_default=False,
+        ),
+    ] = None,
+    percentile: Annotated[
+        float | None,
+        typer.Option(
+            "--percentile",
+            min=0.001,
+            max=100.0,
+            metavar="P",
+            help="Full colour at the P-th percentile of |R| (implies --scale percentile).",
+            show_default=False,
+        ),
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            metavar="signed|positive|absolute",
+            help="Draw R with its sign (red for, blue against; default), only its positive part, or |R|.",
+            show_default=False,
+        ),
+    ] = None,
+    legend: Annotated[
+        bool, typer.Option("--legend", help="Add a colour bar with the scale and what the colours mean.")
+    ] = False,
+    smooth: Annotated[
+        float | None,
+        typer.Option(
+            "--smooth",
+            min=0.0,
+            metavar="SIGMA",
+            help="Display-only Gaussian blur in model pixels (default 1.5; 0: the raw map).",
+            show_default=False,
+        ),
+    ] = None,
+    composites: Annotated[
+        str | None,
+        typer.Option(
+            "--composites",
+            metavar="A,B,...",
+            help="Also write NAME.compare.png: the photo and one map per composite, side by side "
+            "(presets, or config for the config's rules). The first is the one reported.",
+            show_default=False,
+        ),
+    ] = None,
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger",
+            metavar="compact|full|totals",
+            help="Per-image ledger in the report: totals and the 5 steps that absorbed most "
+            "(default), every step, or totals only.",
+            show_default=False,
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option(
@@ -106,11 +186,15 @@ def explain(
         ),
     ] = False,
     allow_python: AllowPythonOption = None,
+    seed: SeedOption = None,
 ) -> None:
     """Explain images: write heatmaps, overlays and report.json into --out.
 
     Outputs mirror the input tree; --json prints the report, --jsonl one line per image as it finishes.
     """
+    from lrpcli.cli.explain_options import ExplainOptions  # imports torch: not for --help
+    from lrpcli.cli.explain_run import run_explain
+
     console = stderr_console()
     stop = threading.Event()
     options = ExplainOptions(
@@ -134,6 +218,15 @@ def explain(
         max_pixels=max_pixels,
         resume=resume,
         allow_python=list(allow_python or []),
+        seed=seed,
+        view=view,
+        scale=scale,
+        percentile=percentile,
+        mode=mode,
+        legend=legend,
+        smooth=smooth,
+        composites=composites,
+        ledger=ledger,
     )
     previous = _install_signal_handlers(stop)
     try:

@@ -4,7 +4,6 @@ report on standard output (``--json``) and ``--jsonl`` lines, surviving a closed
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,18 +14,40 @@ from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
 from lrpcli.cli.errors import error, warn
+from lrpcli.cli.pipes import silence_stdout
 from lrpcli.run.entries import ImageEntry, percent, share_words
 from lrpcli.run.outputs import REPORT_NAME
 
-__all__ = ["RateColumn", "log_entry", "log_summary", "print_report", "write_stdout"]
+__all__ = ["EtaColumn", "RateColumn", "average_rate", "log_entry", "log_summary", "print_report", "write_stdout"]
+
+
+def average_rate(completed: float, elapsed: float | None, *, settle_s: float = 2.0, settle_n: int = 3) -> float | None:
+    """Images per second since the start (``completed / elapsed``), or None until ``settle_s``
+    seconds and ``settle_n`` images have passed: batches finish several images at once, so the
+    rate over the last few seconds (Rich's) jumps; the average since the start does not."""
+    if not elapsed or elapsed < settle_s or completed < settle_n:
+        return None
+    return completed / elapsed
 
 
 class RateColumn(ProgressColumn):
-    """Images per second."""
+    """Images per second, averaged since the start (:func:`average_rate`)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- img/s" if speed is None else f"{speed:.2f} img/s", style="cyan")
+        rate = average_rate(task.completed, task.elapsed)
+        return Text("-- img/s" if rate is None else f"{rate:.2f} img/s", style="cyan")
+
+
+class EtaColumn(ProgressColumn):
+    """Time left at the :func:`average_rate`, as ``eta 0:01:23``."""
+
+    def render(self, task: Task) -> Text:
+        rate = average_rate(task.completed, task.elapsed)
+        if rate is None or task.total is None:
+            return Text("eta -:--:--", style="cyan")
+        left = max(task.total - task.completed, 0) / rate
+        hours, rest = divmod(int(round(left)), 3600)
+        return Text(f"eta {hours}:{rest // 60:02d}:{rest % 60:02d}", style="cyan")
 
 
 def print_report(out: Path) -> None:
@@ -36,7 +57,7 @@ def print_report(out: Path) -> None:
             shutil.copyfileobj(handle, sys.stdout)
             sys.stdout.flush()
         except BrokenPipeError:
-            _silence_stdout()
+            silence_stdout()
 
 
 def write_stdout(text: str, ok: list[bool]) -> None:
@@ -46,20 +67,13 @@ def write_stdout(text: str, ok: list[bool]) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         ok[0] = False
-        _silence_stdout()
+        silence_stdout()
 
 
-def _silence_stdout() -> None:
-    """After a closed pipe (``lrp ... --jsonl | head``), send further output nowhere."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def log_entry(console: Console, entry: ImageEntry, quiet: bool) -> None:
-    """One image's line on standard error: its error, or (unless ``quiet``) its warnings and result."""
+def log_entry(console: Console, entry: ImageEntry, quiet: bool, out: Path | None = None) -> None:
+    """One image's line on standard error: its error, or (unless ``quiet``) its warnings and result:
+    prediction, the share of f(x) that reached the pixels, the ledger's bookkeeping check and where
+    its pictures went (the overlay's path, under ``out``)."""
     name = entry.input
     if not entry.ok or entry.result is None:
         error(console, f"{name}: {entry.error}")
@@ -73,47 +87,93 @@ def log_entry(console: Console, entry: ImageEntry, quiet: bool) -> None:
     shown = f"{prob * 100:.1f}%" if isinstance(prob, float) else "?"
     rel = entry.result.ledger.get("relative_closure_error")
     closure = f"{rel:.1e}" if isinstance(rel, float) else "n/a"
+    shown_at = entry.outputs.get("overlay") or entry.outputs.get("heatmap")
+    where = f" → {out / shown_at if out is not None else shown_at}" if shown_at else ""
     console.print(
         Text.assemble(
             ("ok ", "green"),
             f"{name}: {target.label} ({shown}); {share_words(entry.result.conservation)}; "
-            f"ledger closes to {closure}",
+            f"accounts close to {closure}" + float64_words(entry.result.precision) + where,
         )
     )
 
 
+def float64_words(precision: dict[str, Any] | None) -> str:
+    """``; float64 redo (ledger did not close in float32: 3.9e-03)`` for an image recomputed in
+    float64 (its result's ``precision``), else nothing."""
+    if not precision:
+        return ""
+    at_stake = precision.get("float32_error")
+    stake = f": {at_stake:.1e}" if isinstance(at_stake, float) else ""
+    return f"; float64 redo (ledger did not close in float32{stake})"
+
+
 def log_summary(console: Console, summary: dict[str, Any], out: Path, quiet: bool) -> None:
-    """The end of a run on standard error: interruption, failures, closure and (unless ``quiet``) totals."""
+    """The end of a run on standard error: interruption, failures, and (unless ``quiet``) totals in
+    two lines: how much of f(x) reached the pixels (conservation), then whether the ledger's
+    accounts close (bookkeeping: every part of f(x) is found somewhere, not that it is at the pixels)."""
     done, total = summary["processed"], summary["inputs"]
     failed = summary["failed"]
+    left = max(total - done, 0)
+    resume = f"; run the same command with --resume to explain the other {left}" if left else ""
     if summary["interrupted"]:
-        warn(console, f"interrupted: {done} of {total} images finished; report: {out / REPORT_NAME}")
+        warn(console, f"interrupted: {done} of {total} images finished; report: {out / REPORT_NAME}{resume}")
     elif summary["stopped_early"]:
-        error(console, f"stopped at the first failure (--fail-fast): {done} of {total} images processed")
+        error(console, f"stopped at the first failure (--fail-fast): {done} of {total} images processed{resume}")
+    elif summary.get("stdout_closed") and not quiet:
+        console.print(
+            Text(f"standard output closed by its reader: stopped after {done} of {total} images{resume}", style="dim")
+        )
     check = summary["closure_check"]
     worst = summary["max_relative_closure_error"]
     if check == "fail":
         warn(
             console,
-            f"ledger closure above the tolerance {summary['tolerance']:g} for "
-            f"{len(summary['over_tolerance'])} image(s), worst {worst:.2e}",
+            f"ledger accounts do not close within the tolerance {summary['tolerance']:g} for "
+            f"{len(summary['over_tolerance'])} image(s), worst {worst:.2e}: relevance went missing "
+            "in the engine (a bug, or float rounding; see the report's ledger steps)",
         )
     if failed:
         error(console, f"{failed} of {total} images failed; see {out / REPORT_NAME}")
     if quiet:
         return
+    redone = summary.get("float64_redone") or 0
+    if redone:
+        console.print(
+            Text.assemble(
+                ("float64 ", "yellow"),
+                f"{redone} of {summary['ok']} images recomputed in float64: float32 rounding kept "
+                f"their ledgers from closing within {summary['tolerance']:g} (precision auto); this is slower",
+            )
+        )
     rate = summary.get("images_per_second")
     elapsed = summary.get("elapsed_s") or 0.0
-    closure = f"max relative {worst:.1e} ≤ {summary['tolerance']:g}" if worst is not None else "n/a"
-    share = summary.get("pixel_share_median")
-    reach = f"; median {percent(share)} of the logit reaches the pixels" if isinstance(share, float) else ""
     console.print(
         Text.assemble(
             ("done ", "bold"),
             f"{summary['ok']} of {total} images explained in {elapsed:.1f} s"
             + (f" ({rate:.2f} images/s)" if rate else "")
             + (f", {summary['reused']} of them by an earlier run (--resume)" if summary.get("reused") else "")
-            + reach
-            + f"; ledger closure: {check} ({closure}); outputs and report in {out}/",
+            + f"; outputs and report in {out}/",
+        )
+    )
+    share, low = summary.get("pixel_share_median"), summary.get("pixel_share_min")
+    if isinstance(share, float):
+        lowest = f" (lowest {percent(low)})" if isinstance(low, float) and summary["ok"] > 1 else ""
+        console.print(
+            Text.assemble(
+                ("conservation ", "bold"),
+                f"median {percent(share)} of the explained logit f(x) reaches the pixels{lowest}; "
+                "the difference is in the report's conservation and ledger.absorbed",
+            )
+        )
+    if worst is None:
+        return
+    closure = f"max relative error {worst:.1e} {'≤' if check == 'pass' else '>'} {summary['tolerance']:g}"
+    console.print(
+        Text.assemble(
+            ("ledger ", "bold"),
+            f"accounts close: {check} ({closure}); a bookkeeping check that every part of f(x) is "
+            "accounted for, not a measure of conservation",
         )
     )

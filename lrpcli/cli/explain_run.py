@@ -1,13 +1,12 @@
-"""The run behind ``lrp explain``: option checks, inputs and output plan, model, the batch
-pipeline, report.json, and ``--resume`` (reusing an earlier run's finished images).
+"""The run behind ``lrp explain``: inputs and output plan, model, the batch pipeline,
+report.json, a reader closing standard output, and ``--resume`` (reusing an earlier run's
+finished images). The options' own checks are in :mod:`lrpcli.cli.explain_options`.
 """
 
 from __future__ import annotations
 
-import difflib
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,12 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Fail, warn
-from lrpcli.cli.explain_output import RateColumn, log_entry, log_summary, print_report, write_stdout
+from lrpcli.cli.explain_options import ExplainOptions, composite_list, parse_target, render_overrides
+from lrpcli.cli.explain_output import EtaColumn, RateColumn, log_entry, log_summary, print_report, write_stdout
 from lrpcli.cli.loading import (
     check_python_allowed,
     discover_inputs,
@@ -35,7 +34,6 @@ from lrpcli.cli.loading import (
     preset_name,
     resolve_device,
 )
-from lrpcli.cli.options import DeviceChoice
 from lrpcli.config import Config
 from lrpcli.core.engine import Explainer
 from lrpcli.io.inputs import ImageInput
@@ -49,63 +47,6 @@ from lrpcli.run.report import ReportWriter, jsonl_line
 from lrpcli.run.resume import ResumeError, ResumeState, load_previous
 
 __all__ = ["ExplainOptions", "run_explain"]
-
-
-@dataclass(frozen=True)
-class ExplainOptions:
-    """The options of ``lrp explain`` (see its ``--help``)."""
-
-    paths: list[str] = field(default_factory=list)
-    config: str | None = None
-    out: Path = Path("lrp-out")
-    composite: str | None = None
-    target: str = "pred"
-    top_k: int = 5
-    batch_size: int = 8
-    workers: int = 2
-    device: DeviceChoice = DeviceChoice.auto
-    json_out: bool = False
-    jsonl_out: bool = False
-    quiet: bool = False
-    overwrite: bool = False
-    fail_fast: bool = False
-    null: bool = False
-    save_npy: bool = False
-    cmap: str | None = None
-    max_pixels: int | None = None
-    resume: bool = False
-    allow_python: list[Path] = field(default_factory=list)
-
-
-def _parse_target(text: str, categories: list[str]) -> int | None:
-    """``pred`` → None; an index; or a class name (case-insensitive, unambiguous)."""
-    value = text.strip()
-    if value.lower() in ("pred", "predicted", ""):
-        return None
-    n = len(categories)
-    if value.lstrip("-").isdigit():
-        index = int(value)
-        if not 0 <= index < n:
-            raise Fail(EXIT_USAGE, f"--target {value}: class index out of range 0..{n - 1}")
-        return index
-    matches = [i for i, name in enumerate(categories) if name == value]
-    if not matches:
-        folded = value.casefold()
-        matches = [i for i, name in enumerate(categories) if name.casefold() == folded]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        listed = ", ".join(str(i) for i in matches)
-        raise Fail(
-            EXIT_USAGE, f"--target {value!r} names several classes ({listed}); give the index instead"
-        )
-    close = difflib.get_close_matches(value, categories, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise Fail(
-        EXIT_USAGE,
-        f"--target {value!r}: no class with that name{hint} (use pred, a class index 0..{n - 1}, "
-        "or an exact class name)",
-    )
 
 
 def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> int:
@@ -134,7 +75,13 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
         overrides["render.cmap"] = o.cmap
     if o.max_pixels is not None:
         overrides["input.max_pixels"] = o.max_pixels
-    cfg = load_cli_config(o.config, overrides)
+    overrides.update(render_overrides(o))
+    compared = composite_list(o.composites)
+    if compared and o.composite is not None:
+        raise Fail(EXIT_USAGE, "--composite and --composites cannot be combined; list them all in --composites")
+    if compared and compared[0] != "config":
+        overrides["rules"] = compared[0]
+    cfg = load_cli_config(o.config, overrides, seed=o.seed)
     check_python_allowed(console, cfg, o.allow_python)
 
     out: Path = o.out
@@ -142,7 +89,7 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     resuming = bool(o.resume) and (out / REPORT_NAME).exists()
     try:  # resuming from a matching report: outputs of images not finished may be replaced
         plans = plan_outputs(
-            inputs, out, save_npy=o.save_npy, overwrite=o.overwrite or resuming
+            inputs, out, save_npy=o.save_npy, compare=bool(compared), overwrite=o.overwrite or resuming
         )
     except OutputConflict as exc:
         raise Fail(EXIT_USAGE, str(exc)) from None
@@ -157,8 +104,15 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     if not quiet:
         console.print(Text(f"loading {describe(cfg.model)} on {device}", style="dim"))
     loaded = load_cli_model(cfg, device)
-    target = _parse_target(o.target, loaded.categories)
+    target = parse_target(o.target, loaded.categories)
     explainer = make_explainer(loaded, cfg)
+    others: list[tuple[str, Explainer]] = []  # --composites after the first: drawn beside it
+    for name in compared[1:]:
+        if name == "config":  # the config's own rules (cfg's were replaced by the first preset)
+            base = load_cli_config(o.config, {k: v for k, v in overrides.items() if k != "rules"}, seed=o.seed)
+            others.append((name, make_explainer(loaded, base)))
+        else:
+            others.append((name, make_explainer(loaded, cfg, name)))
 
     # -- run ------------------------------------------------------------------------------------
     try:
@@ -181,7 +135,7 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     if state is not None:
         run_info["resumed"] = _resumed_info(state)
     writer = ReportWriter(out / REPORT_NAME, run_info, inputs=len(inputs), tolerance=cfg.report.tolerance)
-    pipeline = Pipeline(explainer, loaded.categories, settings, out_dir=out, device=device)
+    pipeline = Pipeline(explainer, loaded.categories, settings, out_dir=out, device=device, comparisons=others, main_name=compared[0] if compared else "")
     started = time.perf_counter()
     stdout_ok = [True]
     stop_noted = [False]
@@ -192,8 +146,7 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
         MofNCompleteColumn(),
         RateColumn(),
         TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
+        EtaColumn(),
         console=console,
         disable=not show_progress,
         transient=False,
@@ -212,11 +165,17 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
         writer.add(entry)
         if o.jsonl_out and stdout_ok[0]:
             write_stdout(jsonl_line(entry.to_dict()) + "\n", stdout_ok)
-        log_entry(console, entry, quiet)
+            if not stdout_ok[0]:  # the reader has what it wanted (``| head -1``): launch no more work
+                stop.set()
+        log_entry(console, entry, quiet, out)
         progress.advance(task)
-        if stop.is_set() and not stop_noted[0]:
+        if stop.is_set() and stdout_ok[0] and not stop_noted[0]:
             stop_noted[0] = True
-            warn(console, "interrupt received: finishing the images in progress, then writing the report")
+            warn(
+                console,
+                "interrupt received: finishing the images in progress, then writing the report "
+                "(run the same command with --resume to explain the rest)",
+            )
 
     interrupted = stop.is_set()
     outcome = None
@@ -231,10 +190,13 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
         if state is not None:
             state.close()
         elapsed = time.perf_counter() - started
-        interrupted = interrupted or stop.is_set() or bool(outcome and outcome.interrupted)
+        closed = not stdout_ok[0]
+        interrupted = (interrupted or stop.is_set() or bool(outcome and outcome.interrupted)) and not closed
         stopped_early = bool(outcome and outcome.stopped_early)
         if interrupted:
             code = EXIT_INTERRUPTED
+        elif closed:
+            code = EXIT_OK
         elif writer.failed or stopped_early:
             code = EXIT_FAILED
         else:
@@ -243,6 +205,7 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
             summary = writer.write(
                 interrupted=interrupted,
                 stopped_early=stopped_early,
+                stdout_closed=closed,
                 exit_code=code,
                 elapsed_s=elapsed,
                 run_updates={"finished_at": now(), "duration_s": elapsed},
@@ -264,7 +227,7 @@ def _previous_run(
     o: ExplainOptions,
 ) -> ResumeState:
     """Load ``OUT/report.json`` for ``--resume`` (usage error if it cannot be reused)."""
-    options = {"target": o.target, "top_k": o.top_k, "save_npy": o.save_npy}
+    options = {"target": o.target, "top_k": o.top_k, "save_npy": o.save_npy, "composites": o.composites}
     try:
         state = load_previous(out, inputs, plans, digest=cfg.digest(), options=options)
     except ResumeError as exc:
@@ -357,6 +320,7 @@ def _run_info(
             "fail_fast": settings.fail_fast,
             "overwrite": o.overwrite,
             "resume": o.resume,
+            "composites": o.composites,
         },
         "out_dir": out.as_posix(),
     }

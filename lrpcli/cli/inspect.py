@@ -6,7 +6,7 @@ import difflib
 import json
 import sys
 from collections import Counter
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,18 +14,23 @@ from rich.table import Table
 from rich.text import Text
 
 from lrpcli.cli.app import app
+from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import EXIT_USAGE, Fail, error, stderr_console, stdout_console
-from lrpcli.cli.loading import check_python_allowed, load_cli_config, load_cli_model, make_explainer, preset_name
-from lrpcli.cli.options import AllowPythonOption, CompositeOption, ConfigOption, JsonOption
-from lrpcli.core.engine import Explainer
-from lrpcli.core.program import StepKind
-from lrpcli.models.registry import EMBEDDED_MODELS, torchvision_classifiers
-from lrpcli.models.sources import describe
+from lrpcli.cli.options import AllowPythonOption, CompositeOption, ConfigOption, JsonOption, SeedOption
+
+if TYPE_CHECKING:
+    from lrpcli.core.engine import Explainer
 
 __all__ = ["inspect", "inspect_explainer", "print_inspection"]
 
+EXAMPLES = examples(
+    ("The built-in config: EfficientNet-Lite0 and the rules lrp tune chose", "lrp inspect"),
+    ("A torchvision architecture (random weights) under a preset", "lrp inspect --model resnet18 --composite epsilon_gamma_box"),
+    ("Every step of your config's model, as JSON", "lrp inspect -c my.yaml --all --json"),
+)
 
-@app.command()
+
+@app.command(cls=Command, epilog=EXAMPLES)
 def inspect(
     config: ConfigOption = None,
     model: Annotated[
@@ -44,16 +49,20 @@ def inspect(
     ] = False,
     json_out: JsonOption = False,
     allow_python: AllowPythonOption = None,
+    seed: SeedOption = None,
 ) -> None:
     """Show which rule every layer gets under the composite, and why, plus the canonizations applied."""
+    from lrpcli.cli.loading import check_python_allowed, load_cli_config, load_cli_model, make_explainer, preset_name
+    from lrpcli.models.sources import describe  # these import torch: not for --help
+
     console = stderr_console()
     try:
         overrides: dict[str, Any] = {}
         if composite is not None:
             overrides["rules"] = preset_name(composite)
         if model is not None:
-            overrides["model"] = _model_override(model)
-        cfg = load_cli_config(config, overrides)
+            overrides.update(_model_overrides(model))
+        cfg = load_cli_config(config, overrides, seed=seed)
         check_python_allowed(console, cfg, list(allow_python or []))
         explainer = make_explainer(load_cli_model(cfg, "cpu"), cfg)
     except Fail as fail:
@@ -71,12 +80,16 @@ def inspect(
     print_inspection(out, data, title, all_steps=all_steps)
 
 
-def _model_override(name: str) -> dict[str, Any]:
-    """The config's ``model`` section for ``--model NAME`` (torchvision models without weights)."""
+def _model_overrides(name: str) -> dict[str, Any]:
+    """The config overrides for ``--model NAME``: its ``model`` section (torchvision models without
+    weights) and no ``preprocess`` section, so the model gets its own default preprocessing (a
+    torchvision model ImageNet's) rather than the config's, which is for the config's model."""
+    from lrpcli.models.registry import EMBEDDED_MODELS, torchvision_classifiers
+
     if name in EMBEDDED_MODELS:
-        return {"embedded": name}
+        return {"model": {"embedded": name}, "preprocess": None}
     if name in torchvision_classifiers():
-        return {"torchvision": name, "weights": "none"}
+        return {"model": {"torchvision": name, "weights": "none"}, "preprocess": None}
     close = difflib.get_close_matches(name, list(EMBEDDED_MODELS) + list(torchvision_classifiers()), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise Fail(EXIT_USAGE, f"--model {name!r}: unknown model{hint}; lrp models lists them")
@@ -98,6 +111,8 @@ def inspect_explainer(explainer: Explainer) -> dict[str, Any]:
 
 def print_inspection(console: Console, data: dict[str, Any], title: str, *, all_steps: bool) -> None:
     """A Rich table of the steps (every step with ``all_steps``, else those with a rule of their own)."""
+    from lrpcli.core.program import StepKind
+
     table = Table(title=title, title_justify="left", header_style="bold", box=None, padding=(0, 2, 0, 0))
     for col in ("#", "module (graph node)", "op", "rule", "why", "canonization"):
         table.add_column(col, overflow="fold")

@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from lrpcli.hints import did_you_mean
 from lrpcli.io.inputs import ImageInput, InputError, discover
 from lrpcli.models.sources import load_model
 from lrpcli.models.spec import LoadedModel, ModelLoadError
+from lrpcli.run.drawing import is_our_png
 from lrpcli.run.outputs import drop_previous_outputs
 
 __all__ = [
@@ -39,12 +41,19 @@ __all__ = [
 ]
 
 
-def load_cli_config(config: str | None, overrides: dict[str, Any]) -> Config:
-    """The config file or built-in name (default: the built-in config); errors exit with status 2."""
+def load_cli_config(config: str | None, overrides: dict[str, Any], *, seed: int | None = None) -> Config:
+    """The config file or built-in name (default: the built-in config); errors exit with status 2.
+
+    ``seed`` (``--seed``) replaces the config's ``model.seed``, which seeds the random
+    initialisation of a model built without weights (and is then part of the config digest).
+    """
     try:
-        return load_config(config, overrides=overrides)
+        cfg = load_config(config, overrides=overrides)
     except ConfigError as exc:
         raise Fail(EXIT_USAGE, str(exc)) from None
+    if seed is not None:
+        cfg = replace(cfg, model=replace(cfg.model, seed=seed))
+    return cfg
 
 
 def check_python_allowed(console: Console, cfg: Config, allowed: list[Path]) -> None:
@@ -64,12 +73,12 @@ def check_python_allowed(console: Console, cfg: Config, allowed: list[Path]) -> 
         )
 
 
-def preset_name(name: str) -> str:
+def preset_name(name: str, option: str = "--composite") -> str:
     """``name`` if it is a rule preset; otherwise a usage error suggesting the closest one."""
     if name not in PRESETS:
         raise Fail(
             EXIT_USAGE,
-            f"--composite {name!r}: unknown preset{did_you_mean(name, PRESETS)}; choose one of: "
+            f"{option} {name!r}: unknown preset{did_you_mean(name, PRESETS)}; choose one of: "
             f"{', '.join(PRESETS)} (custom rule maps go in the config's rules section)",
         )
     return name
@@ -134,13 +143,18 @@ def discover_inputs(
     except OSError as exc:
         raise Fail(EXIT_USAGE, f"cannot read the input paths: {exc}") from None
     named = [p for p in paths if p != "-" and os.path.isfile(p)]
-    inputs, dropped = drop_previous_outputs(inputs, out, keep=named)
+    inputs, dropped = drop_previous_outputs(inputs, out, keep=named, ours=is_our_png)
     if check_outputs is not None:
         inputs = check_outputs(inputs, named)
     if dropped:
-        warn(console, f"skipped {len(dropped)} earlier output file(s) found inside {out}")
+        warn(
+            console,
+            f"skipped {len(dropped)} picture(s) lrpcli wrote earlier (heatmaps, overlays, grids; "
+            "name one explicitly to explain it anyway)",
+        )
     if not inputs:
-        raise Fail(EXIT_USAGE, f"no image files found in: {' '.join(paths)}")
+        named_here = " ".join("standard input" if p == "-" else p for p in paths)
+        raise Fail(EXIT_USAGE, f"no image files found in: {named_here}")
     return inputs
 
 

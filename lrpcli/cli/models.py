@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from rich.table import Table
 from rich.text import Text
 
 from lrpcli.cli.app import app
+from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import stdout_console
-from lrpcli.models.registry import EMBEDDED_MODELS, torchvision_classifiers, torchvision_weights, weight_names
-from lrpcli.models.weights import WEIGHT_FILE_SUFFIXES, cached_weights_path
 
 __all__ = ["models"]
 
+EXAMPLES = examples(
+    ("Every model source, architecture and weights name (* = cached, works offline)", "lrp models"),
+    ("The ResNets only", "lrp models | grep resnet"),
+    ("Which rule each layer of a listed architecture gets (built with random weights)", "lrp inspect --model resnet50"),
+)
 
-@app.command()
+
+@app.command(cls=Command, epilog=EXAMPLES)
 def models() -> None:
     """List the model sources a config can name (and which torchvision weights are cached)."""
+    import torch  # not for --help
+
+    from lrpcli.models.registry import EMBEDDED_MODELS, torchvision_classifiers, torchvision_weights, weight_names
+    from lrpcli.models.weights import WEIGHT_FILE_SUFFIXES, cached_weights_path
+
     console = stdout_console()
     console.print(Text("Model sources for the config's model: section", style="bold"))
     console.print()

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lrpcli.config import BUILTIN_CONFIGS
-from lrpcli.core.composites import PRESETS
+from lrpcli.config.builtin import BUILTIN_CONFIGS
+from lrpcli.core.preset_names import PRESET_NAMES
 
 __all__ = [
     "AllowPythonOption",
@@ -22,6 +22,7 @@ __all__ = [
     "OverwriteOption",
     "PathsArgument",
     "QuietOption",
+    "SeedOption",
 ]
 
 
@@ -59,7 +60,7 @@ CompositeOption = Annotated[
     typer.Option(
         "--composite",
         metavar="NAME",
-        help=f"Use this rule preset instead of the config's rules: {', '.join(PRESETS)}.",
+        help=f"Use this rule preset instead of the config's rules: {', '.join(PRESET_NAMES)}.",
         show_default=False,
     ),
 ]
@@ -78,6 +79,16 @@ QuietOption = Annotated[
 ]
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing outputs (never input files).")
+]
+SeedOption = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        metavar="N",
+        help="Seed of the random initialisation of a model built without weights "
+        "(torchvision weights: none); overrides the config's model.seed (default 0).",
+        show_default=False,
+    ),
 ]
 AllowPythonOption = Annotated[
     list[Path] | None,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lrpcli.cli.app import app
+from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import exit_with, stderr_console
 from lrpcli.cli.options import (
     AllowPythonOption,
@@ -20,15 +21,21 @@ from lrpcli.cli.options import (
     PathsArgument,
     QuietOption,
 )
-from lrpcli.cli.tune_run import run_tune
-from lrpcli.evaluation.flipping import PERTURBATIONS, PerturbationName
-from lrpcli.tuning.scoring import SCORES
+from lrpcli.evaluation.choices import PERTURBATIONS, PerturbationName
+from lrpcli.tuning.choices import SCORES
 from lrpcli.tuning.space import SPACES
 
 __all__ = ["tune"]
 
+EXAMPLES = examples(
+    ("Search the standard space on your images; tuned/tuned.yaml is the winner, a ready --config", "lrp tune photos/ -o tuned"),
+    ("Explain with the winner", "lrp explain photos/ -c tuned/tuned.yaml -o heatmaps-tuned"),
+    ("A quick search: the small space, at most 5000 forward passes", "lrp tune photos/ --space small --budget 5000"),
+    ("Search on one set of images, check the winner on another, by SRG", "lrp tune search/ --held-out check/ --score srg"),
+)
 
-@app.command()
+
+@app.command(cls=Command, epilog=EXAMPLES)
 def tune(
     paths: PathsArgument = None,
     config: ConfigOption = None,
@@ -84,7 +91,16 @@ def tune(
     random_runs: Annotated[
         int, typer.Option("--random-runs", min=1, metavar="R", help="Random orders per held-out image.")
     ] = 5,
-    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seed of the split, noise and random orders.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="S",
+            help="Seed of the split, noise and random orders, and of the random initialisation of a "
+            "model built without weights (default: the config's model.seed, 0).",
+            show_default=False,
+        ),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Perturbed copies per forward pass.")
     ] = 32,
@@ -99,6 +115,8 @@ def tune(
 
     Writes tuned.yaml (the winner, a ready --config), tune.json and tune.png into --out.
     """
+    from lrpcli.cli.tune_run import run_tune  # imports torch: not for --help
+
     console = stderr_console()
     exit_with(
         console,

@@ -83,7 +83,7 @@ def run_tune(
     patch: int,
     perturbation: str,
     random_runs: int,
-    seed: int,
+    seed: int | None,
     batch_size: int,
     device: DeviceChoice,
     out: Path,
@@ -92,12 +92,16 @@ def run_tune(
     overwrite: bool,
     allow_python: list[Path] | None = None,
 ) -> int:
-    """Run ``lrp tune``; returns the exit code (usage and model errors raise ``Fail``)."""
+    """Run ``lrp tune``; returns the exit code (usage and model errors raise ``Fail``).
+
+    ``seed`` (``None``: the config's ``model.seed``) seeds the split, the noise, the random
+    orders and a model built without weights alike."""
     started_at, started = now(), time.perf_counter()
     if score not in SCORES:
         raise Fail(EXIT_USAGE, f"--score {score!r}: choose one of: {', '.join(SCORES)}")
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
-    cfg = load_cli_config(config, {})
+    cfg = load_cli_config(config, {}, seed=seed)
+    seed = cfg.model.seed
     check_python_allowed(console, cfg, allow_python or [])
     settings = FlipSettings(patch, steps, perturbation, "morf", random_runs, seed, batch_size)
     if steps > PatchGrid(cfg.preprocess.crop, cfg.preprocess.crop, min(patch, cfg.preprocess.crop)).count:

@@ -7,20 +7,16 @@ file or a built-in name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lrpcli.config.builtin import BUILTIN_CONFIGS, builtin_config_path
 from lrpcli.config.parse import parse_config
 from lrpcli.config.schema import Config, ConfigError
 
 __all__ = ["BUILTIN_CONFIGS", "builtin_config_path", "load_config"]
-
-BUILTIN_CONFIGS: tuple[str, ...] = ("default", "vgg16", "resnet50")
-"""Configs shipped inside the package (``lrpcli/configs/NAME.yaml``)."""
-
 
 class _StrictLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses duplicate mapping keys."""
@@ -46,11 +42,6 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def builtin_config_path(name: str) -> Path:
-    """Path of a config shipped in the package, e.g. ``default`` or ``vgg16``."""
-    return Path(str(resources.files("lrpcli") / "configs" / f"{name}.yaml"))
 
 
 def _read_yaml(text: str, source: str) -> Any:

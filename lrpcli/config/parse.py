@@ -10,6 +10,7 @@ from typing import Any
 from lrpcli.config.checker import Checker, join, show
 from lrpcli.config.schema import (
     CONFIG_VERSION,
+    LEDGER_MODES,
     DEFAULT_BIAS,
     DEFAULT_COVERAGE,
     DEFAULT_EPSILON,
@@ -25,7 +26,7 @@ from lrpcli.core.rules import AFFINE_RULES, BIAS_TREATMENTS, make_rule, rule_par
 from lrpcli.hints import did_you_mean
 from lrpcli.io.decode import DEFAULT_MAX_PIXELS
 from lrpcli.io.preprocess import Preprocess
-from lrpcli.io.render import RenderSettings, get_cmap
+from lrpcli.io.render import MODES, VIEWS, RenderSettings, get_cmap
 from lrpcli.models.imagenet import IMAGENET_PREPROCESS
 from lrpcli.models.sources import SOURCES, default_preprocess
 from lrpcli.models.spec import ModelSpec
@@ -35,8 +36,11 @@ __all__ = ["parse_config"]
 _TOP_KEYS = ("version", "model", "preprocess", "rules", "rule_options", "render", "report", "input")
 _PREPROCESS_KEYS = ("resize", "crop", "mean", "std")
 _OPTION_KEYS = ("epsilon", "gamma", "stabilizer", "low", "high", "bias", "coverage", "ignore_bias")
-_RENDER_KEYS = ("cmap", "percentile", "overlay_alpha")
-_REPORT_KEYS = ("tolerance", "ledger_steps")
+_RENDER_KEYS = (
+    "cmap", "percentile", "overlay_alpha", "mode", "smooth", "opacity_exponent", "contrast", "view",
+    "max_side", "legend",
+)
+_REPORT_KEYS = ("tolerance", "ledger", "ledger_steps")
 _INPUT_KEYS = ("max_pixels",)
 _BOUND_PARAMS = ("low", "high")
 
@@ -309,7 +313,7 @@ def _parse_render(c: Checker, value: Any) -> RenderSettings | None:
     fields = c.mapping(value, "render", _RENDER_KEYS)
     if fields is None:
         return None
-    settings = RenderSettings()
+    found: dict[str, Any] = {}
     ok = True
     if "cmap" in fields:
         cmap = c.string(fields["cmap"], "render.cmap")
@@ -319,17 +323,33 @@ def _parse_render(c: Checker, value: Any) -> RenderSettings | None:
             except ValueError as exc:
                 c.error("render.cmap", str(exc).split(" Valid choices")[0] + "; see matplotlib colour maps (e.g. bwr, seismic, coolwarm, bwr_black)")
                 cmap = None
-        ok = ok and cmap is not None
-        settings = replace(settings, cmap=cmap or settings.cmap)
-    if fields.get("percentile") is not None:
-        pct = c.number(fields["percentile"], "render.percentile", minimum=0.0, maximum=100.0, exclusive_min=True)
-        ok = ok and pct is not None
-        settings = replace(settings, percentile=pct)
-    if "overlay_alpha" in fields:
-        alpha = c.number(fields["overlay_alpha"], "render.overlay_alpha", minimum=0.0, maximum=1.0)
-        ok = ok and alpha is not None
-        settings = replace(settings, overlay_alpha=alpha if alpha is not None else 0.8)
-    return settings if ok else None
+        found["cmap"] = cmap
+    if "percentile" in fields:  # null: full colour at max |R|
+        found["percentile"] = None
+        if fields["percentile"] is not None:
+            found["percentile"] = c.number(fields["percentile"], "render.percentile", minimum=0.0, maximum=100.0, exclusive_min=True)
+            ok = ok and found["percentile"] is not None
+    for key, low, high, exclusive in (
+        ("overlay_alpha", 0.0, 1.0, False),
+        ("contrast", 0.0, 1.0, False),
+        ("smooth", 0.0, 50.0, False),
+        ("opacity_exponent", 0.0, 10.0, True),
+    ):
+        if key in fields:
+            found[key] = c.number(fields[key], f"render.{key}", minimum=low, maximum=high, exclusive_min=exclusive)
+    for key, choices in (("mode", MODES), ("view", VIEWS)):
+        if key in fields:
+            name = c.string(fields[key], f"render.{key}")
+            if name is not None and name not in choices:
+                c.error(f"render.{key}", f"expected one of {', '.join(choices)}, got {name!r}")
+                name = None
+            found[key] = name
+    if "max_side" in fields:
+        found["max_side"] = c.integer(fields["max_side"], "render.max_side", minimum=16)
+    if "legend" in fields:
+        found["legend"] = c.boolean(fields["legend"], "render.legend")
+    ok = ok and all(v is not None for k, v in found.items() if k != "percentile")
+    return replace(RenderSettings(), **found) if ok else None
 
 
 def _parse_report(c: Checker, value: Any) -> ReportSettings | None:
@@ -342,10 +362,17 @@ def _parse_report(c: Checker, value: Any) -> ReportSettings | None:
         tol = c.number(fields["tolerance"], "report.tolerance", minimum=0.0, exclusive_min=True)
         ok = ok and tol is not None
         settings = replace(settings, tolerance=tol if tol is not None else DEFAULT_TOLERANCE)
-    if "ledger_steps" in fields:
+    if "ledger_steps" in fields:  # the older spelling: true = full, false = totals
         flag = c.boolean(fields["ledger_steps"], "report.ledger_steps")
         ok = ok and flag is not None
-        settings = replace(settings, ledger_steps=bool(flag))
+        settings = replace(settings, ledger="full" if flag else "totals")
+    if "ledger" in fields:
+        mode = c.string(fields["ledger"], "report.ledger")
+        if mode is not None and mode not in LEDGER_MODES:
+            c.error("report.ledger", f"expected one of {', '.join(LEDGER_MODES)}, got {mode!r}")
+            mode = None
+        ok = ok and mode is not None
+        settings = replace(settings, ledger=mode or settings.ledger)
     return settings if ok else None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -26,7 +26,9 @@ __all__ = [
     "CONFIG_VERSION",
     "DEFAULT_TOLERANCE",
     "Config",
+    "COMPACT_STEPS",
     "ConfigError",
+    "LEDGER_MODES",
     "ReportSettings",
 ]
 
@@ -53,10 +55,22 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ReportSettings:
-    """Report options: closure tolerance (relative) and whether to list every ledger step."""
+    """Report options: closure tolerance (relative) and how much of each image's ledger to list
+    (:data:`LEDGER_MODES`)."""
 
     tolerance: float = DEFAULT_TOLERANCE
-    ledger_steps: bool = True
+    ledger: str = "compact"
+
+    @property
+    def ledger_steps(self) -> bool | int:
+        """What :meth:`lrpcli.core.ledger.Accounts.image` lists: every step, none, or the top few."""
+        return {"full": True, "totals": False}.get(self.ledger, COMPACT_STEPS)
+
+
+LEDGER_MODES: tuple[str, ...] = ("compact", "full", "totals")
+"""Per-image ledger in the report: totals plus the steps that absorbed most, every step, totals only."""
+COMPACT_STEPS = 5
+"""Steps a compact ledger lists."""
 
 
 @dataclass(frozen=True)
@@ -124,14 +138,10 @@ class Config:
                 "high": list(self.high),
                 "ignore_bias": self.ignore_bias,
             },
-            "render": {
-                "cmap": self.render.cmap,
-                "percentile": self.render.percentile,
-                "overlay_alpha": self.render.overlay_alpha,
-            },
+            "render": asdict(self.render),
             "report": {
                 "tolerance": self.report.tolerance,
-                "ledger_steps": self.report.ledger_steps,
+                "ledger": self.report.ledger,
             },
             "input": {"max_pixels": self.max_pixels},
         }

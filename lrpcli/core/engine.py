@@ -14,7 +14,7 @@ would have to be handed that plan.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
@@ -33,6 +33,19 @@ from .rules import Epsilon, ZBox, psum, share
 __all__ = ["Explanation", "Explainer", "explain", "prepare"]
 
 
+@dataclass(frozen=True)
+class Redo:
+    """An image recomputed wholly in a float64 copy of the model because float32 rounding kept
+    its ledger from closing; ``float32_error`` is the closure error (relative to f(x)) before."""
+
+    float32_error: float
+    reason: str = "ledger did not close in float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``precision`` field of an image (:class:`lrpcli.run.entries.Result`)."""
+        return {"float64": "image", "float32_error": self.float32_error, "reason": self.reason}
+
+
 @dataclass
 class Explanation:
     """Result of :func:`explain` for a batch."""
@@ -41,6 +54,13 @@ class Explanation:
     logits: Tensor  # (N, classes)
     targets: Tensor  # (N,) explained class per image
     ledger: Ledger  # ledger.precision says, per image, in which precision it was computed
+    #: per image, how it was recomputed in float64 (None: not at all); see :class:`Redo`
+    redone: list[Redo | None] = field(default_factory=list)
+
+    @property
+    def float64_rows(self) -> list[int]:
+        """The images (rows) recomputed in float64."""
+        return [i for i, r in enumerate(self.redone) if r is not None]
 
 
 class Explainer:
@@ -161,12 +181,13 @@ class Explainer:
             exp = self._backward(x, logits, targets, saved)
             exp.logits = outputs
         if self.precision == "auto" and x.dtype != torch.float64:
-            bad = (exp.ledger.relative_error() > self.tolerance).nonzero().flatten()
+            err = exp.ledger.relative_error()
+            bad = (err > self.tolerance).nonzero().flatten()
             if bad.numel():
-                self._recompute_in_float64(exp, x, bad)
+                self._recompute_in_float64(exp, x, bad, err[bad].tolist())
         return exp
 
-    def _recompute_in_float64(self, exp: Explanation, x: Tensor, rows: Tensor) -> None:
+    def _recompute_in_float64(self, exp: Explanation, x: Tensor, rows: Tensor, errors: list[float]) -> None:
         """Redo images whose ledger does not close in float32 in float64, and splice them in."""
         if self._float64 is None:
             self._float64 = Explainer(
@@ -175,6 +196,8 @@ class Explainer:
         hi = self._float64(x[rows].to(torch.float64), exp.targets[rows])
         exp.relevance[rows] = hi.relevance.to(exp.relevance.dtype)
         exp.ledger.splice(rows, hi.ledger)
+        for i, e in zip(rows.tolist(), errors):
+            exp.redone[i] = Redo(e)
 
     def rule_table(self) -> list[dict[str, Any]]:
         """Every step with its rule and why: what `lrp inspect` prints."""
@@ -266,6 +289,7 @@ class Explainer:
 
     # -- backward -----------------------------------------------------------------------------
     def _backward(self, x: Tensor, logits: Tensor, targets: Tensor, saved: list[Any]) -> Explanation:
+        """The reverse walk."""
         steps = self.program.steps
         n = x.shape[0]
         start = torch.zeros_like(logits)
@@ -316,10 +340,11 @@ class Explainer:
                 shape = data[pos[0]]
                 contribs = [(s.args[pos[0]].index, r if r.shape == shape else r.sum_to_size(shape))]
             r_in = zeros
-            for idx, c in contribs:
+            for idx, c, *known in contribs:
                 if c is None:
                     continue
-                part = r_out if c is r else psum(c)  # relevance passed on unchanged keeps its sum
+                # relevance passed on unchanged keeps its sum
+                part = known[0] if known else r_out if c is r else psum(c)
                 r_in = r_in + part
                 rel[idx] = c if rel[idx] is None else rel[idx] + c
                 rsum[idx] = part if rsum[idx] is None else rsum[idx] + part
@@ -328,8 +353,9 @@ class Explainer:
         if pixels is None:
             pixels = torch.zeros_like(x)
         entries.reverse()
-        ledger = Ledger(output=output, pixels=psum(pixels), entries=entries, precision=[str(x.dtype)[6:]] * n)
-        return Explanation(relevance=pixels, logits=logits, targets=targets, ledger=ledger)
+        precision = [str(x.dtype)[6:]] * n
+        ledger = Ledger(output=output, pixels=psum(pixels), entries=entries, precision=precision)
+        return Explanation(relevance=pixels, logits=logits, targets=targets, ledger=ledger, redone=[None] * n)
 
     def _affine(self, s: Step, data: Any, r: Tensor, x0: Tensor) -> tuple[list[Any], Any, str]:
         xin, z = data
@@ -521,7 +547,8 @@ def explain(
     are still the model's own.
     ``precision``: ``"auto"`` computes in the model's dtype and redoes in float64 any image whose
     ledger does not close to 1e-5 (float32 rounding, with relevance masses far above f(x));
-    ``"model"`` never redoes; ``"float64"`` always computes in float64.
+    ``"model"`` never redoes; ``"float64"`` always computes in float64;
+    :attr:`Explanation.redone` says which images were redone.
     The model is not modified: no hooks, same parameters, same train/eval mode.
     """
     return Explainer(model, composite, ignore_bias=ignore_bias, precision=precision, **options)(inputs, target)

@@ -51,7 +51,8 @@ class Ledger:
     output: Tensor  # f(x) per image
     pixels: Tensor  # ΣR at the input per image
     entries: list[LedgerEntry] = field(default_factory=list)
-    precision: list[str] = field(default_factory=list)  # per image: "float32" or "float64"
+    #: per image: "float32" or "float64" (the dtype the image was computed in)
+    precision: list[str] = field(default_factory=list)
 
     def splice(self, rows: Tensor, other: "Ledger") -> None:
         """Replace the accounts of images ``rows`` by those of ``other`` (same steps, len(rows) images)."""
@@ -159,8 +160,13 @@ class Accounts:
     distributed: list[list[float] | None] = field(default_factory=list)  # [step][image], None: not distributing
     pixel_share: list[float] = field(default_factory=list)
 
-    def image(self, i: int, *, steps: bool = True) -> dict[str, Any]:
-        """The account of image ``i``: totals, closure and (with ``steps``) one row per step."""
+    def image(self, i: int, *, steps: bool | int = True) -> dict[str, Any]:
+        """The account of image ``i``: totals, closure and (with ``steps``) one row per step.
+
+        ``steps`` True lists every step, False none, a number ``k`` only the ``k`` steps that
+        absorbed most (largest ``|bias| + |stabilizer| + |dropped|``), in program order, with
+        ``steps_total`` saying how many there are.
+        """
         bias, stabilizer, dropped = self.totals[i]
         spread = [d[i] if d is not None else None for d in self.distributed] or [None] * len(self.steps)
         out: dict[str, Any] = {
@@ -173,6 +179,11 @@ class Accounts:
             "closure_error": self.closure_error[i],
             "relative_closure_error": self.relative_closure_error[i],
         }
+        listed = range(len(self.steps))
+        if steps is not True and steps:
+            weight = [abs(v[2]) + abs(v[3]) + abs(v[4]) for v in self.values[i]]
+            listed = sorted(sorted(listed, key=lambda k: -weight[k])[: int(steps)])
+            out["steps_total"] = len(self.steps)
         if steps:
             out["steps"] = [
                 {
@@ -188,6 +199,8 @@ class Accounts:
                     "residual": v[5],
                     **({} if d is None else {"distributed": d}),
                 }
-                for (step, op, module, rule), v, d in zip(self.steps, self.values[i], spread)
+                for (step, op, module, rule), v, d in (
+                    (self.steps[k], self.values[i][k], spread[k]) for k in listed
+                )
             ]
         return out

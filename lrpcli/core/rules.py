@@ -8,7 +8,8 @@ form (Bach et al. 2015; Montavon et al. 2019) with a weight transform ρ is::
 
 Each rule below computes exactly what Zennit 0.5 computes for the same name, but with the
 fewest passes: the forward output ``z`` is reused, ``W⁻ = W - W⁺`` is never given its own pass
-when the input is non-negative, and constant terms (flat, w², box bounds) are cached.
+when the input is non-negative (except where that would cancel, see :func:`_few_inputs`), and
+constant terms (flat, w², box bounds) are cached.
 
 Steps that are not convolutions or dense layers get fixed rules that the engine applies by
 step kind (:class:`lrpcli.core.program.StepKind`).
@@ -327,6 +328,25 @@ def value_key(t: Tensor) -> tuple[Any, ...]:
     return (tuple(t.shape), t.dtype, str(t.device), t.detach().cpu().numpy().tobytes())
 
 
+def _few_inputs(layer: Affine) -> bool:
+    """Layers whose outputs each sum at most :data:`FEW_INPUTS` inputs: depthwise convolutions
+    (9 or 25), narrow 1×1 convolutions, per-channel scales (1).
+
+    After a ReLU, such an output's negative contributions are often all zero (every input under
+    a negative weight is off), so that ``n = b⁻`` exactly. Computed as ``z − p`` it is the float32
+    rounding of ``p`` instead, which the stabiliser (1e-6) turns into an arbitrary ``s_n``; and
+    ``s_n = R/ε`` itself, when exact, makes the shortcut ``W⁺ᵀ(α s_p + β s_n) − β Wᵀ s_n`` a
+    difference of huge terms. Either leaves the ledger off by up to 1e-3 of f(x) in float32
+    (EfficientNet-Lite0, SqueezeNet, MobileNetV3 under α2β1), which precision "auto" then redoes
+    in float64. αβ computes ``p`` and ``n`` of these layers directly and sends ``s_p`` and ``s_n``
+    back through ``W⁺`` and ``W⁻`` each on its own: one more pass, cheap on such layers."""
+    return layer.kind == "scale" or layer.weight[0].numel() <= FEW_INPUTS
+
+
+#: see :func:`_few_inputs`; above it, the cancellation needs far more inputs all off at once
+FEW_INPUTS = 64
+
+
 def _nonneg(x: Tensor, layer: Affine) -> bool:
     """Whether the input has no negative entries (known from the graph, else checked)."""
     return layer.input_nonneg or not bool((x < 0).any())
@@ -432,17 +452,19 @@ class AlphaBeta(AffineRule):
         self.coverage = bool(coverage)
 
     def uses_output(self, layer: Affine, positive: bool) -> bool:
-        return layer.input_nonneg  # n = z − p needs z; a signed input takes the stacked pass below
+        # n = z − p needs z; a signed input, or a layer where z − p cancels, takes the stacked pass below
+        return layer.input_nonneg and not _few_inputs(layer)
 
     def propagate(self, layer, x, z, relevance, bias, bounds=None, positive=False, reuse=False):  # type: ignore[override]
         a, b, eps = self.alpha, self.beta, self.stabilizer
         nonneg = _nonneg(x, layer)
+        direct = _few_inputs(layer)
         if self.bias == "ignore" and bias is not None:
             if z is not None:
                 z = z.sub_(layer.bias_view(bias, z.ndim)) if reuse else z - layer.bias_view(bias, z.ndim)
                 reuse = True
             bias = None
-        if nonneg and z is not None:  # z = p + n: one positive-weight pass gives both
+        if nonneg and z is not None and not direct:  # z = p + n: one positive-weight pass gives both
             p = layer.forward(x, layer.weight_pos, None if bias is None else bias.clamp(min=0))
             n = z.sub_(p) if reuse else torch.sub(z, p)
         else:  # both sums computed directly, in one pass with stacked weights
@@ -457,7 +479,15 @@ class AlphaBeta(AffineRule):
         else:
             booked = a * _bias_part(layer, s_p, bias.clamp(min=0)) - b * _bias_part(layer, s_n, bias.clamp(max=0))
         wp = layer.weight_pos
-        if nonneg:  # x (α W⁺ᵀs_p − β W⁻ᵀs_n) = x (W⁺ᵀ(α s_p + β s_n) − β Wᵀs_n), with W⁻ = W − W⁺
+        if direct:  # each weight part on its own: W⁺ᵀ and W⁻ᵀ, no difference of large terms
+            wn = layer.weight_neg
+            r_in = layer.transpose(s_p, x.shape, wp).mul_(a).sub_(layer.transpose(s_n, x.shape, wn).mul_(b))
+            if nonneg:
+                r_in.mul_(x)
+            else:
+                back = layer.transpose(s_p, x.shape, wn).mul_(a).sub_(layer.transpose(s_n, x.shape, wp).mul_(b))
+                r_in = r_in.mul_(x.clamp(min=0)).add_(back.mul_(x.clamp(max=0)))
+        elif nonneg:  # x (α W⁺ᵀs_p − β W⁻ᵀs_n) = x (W⁺ᵀ(α s_p + β s_n) − β Wᵀs_n), with W⁻ = W − W⁺
             r_in = layer.transpose(s_p.mul_(a).add_(s_n, alpha=b), x.shape, wp)
             del s_p
             r_in.sub_(layer.transpose(s_n, x.shape).mul_(b)).mul_(x)

@@ -31,15 +31,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from lrpcli.core.engine import Explainer
+from lrpcli.evaluation.choices import (
+    BASELINES,
+    DEFAULT_BASELINES,
+    OCCLUSION,
+    ORDERS,
+    PERTURBATIONS,
+    RANDOM,
+    OrderName,
+    PerturbationName,
+)
 from lrpcli.evaluation.occlusion import occlusion_scores
-from lrpcli.evaluation.perturb import PERTURBATIONS, PatchGrid, gaussian_blur, replacement
+from lrpcli.evaluation.perturb import PatchGrid, gaussian_blur, replacement
 
 __all__ = [
     "BASELINES",
@@ -65,27 +75,6 @@ __all__ = [
     "patch_order",
     "replacement",
 ]
-
-PerturbationName = Literal["uniform", "blur", "mean", "zero"]
-OrderName = Literal["morf", "lerf", "both"]
-
-ORDERS: dict[str, str] = {
-    "morf": "most relevant first: a larger AOPC is better",
-    "lerf": "least relevant first: a smaller AOPC is better",
-    "both": "MoRF and LeRF (the reversed MoRF order) on the same fill, and SRG = AOPC_MoRF − "
-    "AOPC_LeRF: a larger SRG is better",
-}
-RANDOM = "random"
-OCCLUSION = "occlusion"
-BASELINES: dict[str, str] = {
-    RANDOM: "patches in random order (a new permutation per run, curves averaged over runs)",
-    "gradient": "sum over channels of |df/dx| at the model input (sensitivity)",
-    "gradient_x_input": "sum over channels of x * df/dx at the model input (signed, like LRP)",
-    OCCLUSION: "f(x) − f(x with the patch replaced by the flipping fill), per patch; costs one "
-    "forward pass per patch",
-}
-DEFAULT_BASELINES: tuple[str, ...] = (RANDOM, "gradient", "gradient_x_input")
-"""The baselines run unless chosen otherwise (occlusion is opt-in: one forward pass per patch)."""
 
 Ranker = Callable[[Tensor, int], Tensor]
 """Maps a normalised image ``(C, H, W)`` and a target class to a relevance map ``(H, W)``."""

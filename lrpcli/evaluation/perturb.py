@@ -16,15 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lrpcli.evaluation.choices import PERTURBATIONS
+
 __all__ = ["PERTURBATIONS", "PatchGrid", "gaussian_blur", "replacement"]
 
-PERTURBATIONS: dict[str, str] = {
-    "uniform": "each pixel of a perturbed patch becomes a uniform random value in [0, 1] "
-    "(Samek et al. 2017)",
-    "blur": "perturbed patches show a Gaussian-blurred copy of the image (sigma = P/2)",
-    "mean": "perturbed patches take the image's mean colour",
-    "zero": "perturbed patches become black (pixel value 0)",
-}
 
 @dataclass(frozen=True)
 class PatchGrid:

@@ -102,7 +102,8 @@ def _limit_error(path: Path, detail: str, max_pixels: int | None) -> ImageLoadEr
     return ImageLoadError(
         path,
         f"{detail}, over {limit} (decompression-bomb protection); "
-        "if you trust this file, raise the pixel limit (max_pixels)",
+        "if you trust this file, raise the pixel limit: --max-pixels N on the command line, "
+        "or input: {max_pixels: N} in the config (null: no limit)",
     )
 
 

@@ -260,7 +260,7 @@ def discover(
     later one's stem, so outputs named after ``rel`` never overwrite each other.
 
     Raises :class:`InputError` for a path that does not exist and is not a glob
-    pattern matching any image.
+    pattern matching any image, and when ``-`` is the only path and standard input gives none.
     """
     raw: list[tuple[Path, Path]] = []
     stdin_read = False
@@ -269,7 +269,14 @@ def discover(
             if stdin_read:
                 continue
             stdin_read = True
-            for line in _read_stdin_paths(stdin, null):
+            lines = _read_stdin_paths(stdin, null)
+            if not lines and all(p == "-" for p in paths):
+                separated = "NUL-separated" if null else "one per line"
+                raise InputError(
+                    f"standard input gave no paths; pipe image paths into it ({separated}, e.g. "
+                    "from find photos -name '*.jpg'), or give the paths as arguments"
+                )
+            for line in lines:
                 raw.extend(_resolve_entry(line, allow_glob=False, origin="standard input"))
         else:
             raw.extend(_resolve_entry(entry, allow_glob=True, origin=None))

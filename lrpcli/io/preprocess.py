@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["Preprocess", "pixel_bounds", "preprocess"]
+__all__ = ["Preprocess", "crop_box", "pixel_bounds", "preprocess", "upscale_warning"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,27 @@ def _resized_size(width: int, height: int, short: int) -> tuple[int, int]:
     if width <= height:
         return short, int(short * height / width)
     return int(short * width / height), short
+
+
+def crop_box(width: int, height: int, pp: Preprocess) -> tuple[float, float, float, float]:
+    """Where the model's ``crop`` x ``crop`` input lies in a ``width`` x ``height`` image:
+    ``(left, top, right, bottom)`` in the image's pixel coordinates (the model's pixel ``(0, 0)``
+    covers ``[left, left + s) x [top, top + s)`` with ``s = (right - left) / crop``).
+
+    The box is that of :func:`preprocess`: the centre crop of the image resized to shorter side
+    ``resize``; it reaches outside the image where the crop is larger than the resized image
+    (the zero padding).
+    """
+    new_w, new_h = _resized_size(width, height, pp.resize)
+    crop = pp.crop
+    pad_left = (crop - new_w) // 2 if crop > new_w else 0
+    pad_top = (crop - new_h) // 2 if crop > new_h else 0
+    padded_w = new_w + pad_left + ((crop - new_w + 1) // 2 if crop > new_w else 0)
+    padded_h = new_h + pad_top + ((crop - new_h + 1) // 2 if crop > new_h else 0)
+    x0 = int(round((padded_w - crop) / 2.0)) - pad_left
+    y0 = int(round((padded_h - crop) / 2.0)) - pad_top
+    sx, sy = width / new_w, height / new_h
+    return (x0 * sx, y0 * sy, (x0 + crop) * sx, (y0 + crop) * sy)
 
 
 def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.ndarray]:
@@ -106,3 +127,16 @@ def pixel_bounds(pp: Preprocess) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(pp.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(pp.std, dtype=torch.float32).view(1, 3, 1, 1)
     return (0 - mean) / std, (1 - mean) / std
+
+
+def upscale_warning(width: int, height: int, pp: Preprocess) -> str | None:
+    """A warning for an image much smaller than the model's input (shorter side under half the
+    crop), which :func:`preprocess` blows up: its map shows interpolated pixels; else ``None``."""
+    short = min(width, height)
+    if 2 * short >= pp.crop:
+        return None
+    factor = pp.resize / short
+    return (
+        f"upscaled from {width}x{height} pixels ({factor:.3g}x) to the model's {pp.crop}x{pp.crop} "
+        "input: the map shows interpolated pixels, not detail of the image"
+    )

@@ -10,6 +10,11 @@ negative, black for zero, red for positive relevance (a dark-centred map that
 suits heatmaps shown on their own on dark backgrounds; overlays fade to the
 image anyway because their opacity grows with ``|R|``).
 
+What is drawn is the *display map*: the relevance map in the chosen ``mode`` (signed,
+positive part, or absolute value), optionally smoothed for the eye (a Gaussian of ``smooth``
+map pixels; the saved ``.npy`` is never smoothed). Where the map lies on a larger picture
+(:mod:`lrpcli.io.canvas`), pixels outside it are "not seen" and drawn apart.
+
 Only matplotlib's colour-map objects are used (no pyplot, no backend).
 """
 
@@ -27,17 +32,27 @@ from PIL import Image
 
 __all__ = [
     "CUSTOM_CMAPS",
+    "MODES",
     "RECOMMENDED_CMAPS",
+    "VIEWS",
     "RenderSettings",
     "Scale",
     "available_cmaps",
+    "display_map",
     "get_cmap",
     "heatmap_rgb",
     "overlay_rgb",
     "relevance_map",
     "render_pair",
+    "resize_map",
+    "smooth_map",
     "symmetric_scale",
 ]
+
+MODES: tuple[str, ...] = ("signed", "positive", "absolute")
+"""What a map shows: R with its sign, its positive part max(R, 0), or |R|."""
+VIEWS: tuple[str, ...] = ("full", "crop")
+"""Where a map is drawn: on the whole photo (the crop's place in it), or on the model's crop."""
 
 CUSTOM_CMAPS: dict[str, Colormap] = {
     "bwr_black": LinearSegmentedColormap.from_list(
@@ -108,13 +123,79 @@ def relevance_map(relevance: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def smooth_map(rmap: np.ndarray, sigma: float) -> np.ndarray:
+    """``rmap`` blurred by a Gaussian of ``sigma`` pixels (normalised taps, reflected at the edges).
+
+    For display only: it hides the stride grid that strided convolutions leave in LRP maps.
+    ``sigma`` 0 returns the map unchanged; NaN and ±inf count as 0.
+    """
+    array = np.asarray(rmap, dtype=np.float32)
+    if sigma <= 0.0:
+        return array
+    radius = max(1, int(3.0 * sigma + 0.5))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1, dtype=np.float64) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    out = np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="reflect" if n > radius else "edge")
+        acc = np.zeros_like(out)
+        for k, w in enumerate(taps):
+            acc += w * (padded[k : k + n] if axis == 0 else padded[:, k : k + n])
+        out = acc
+    return out
+
+
+def display_map(rmap: np.ndarray, mode: str = "signed", smooth: float = 0.0) -> np.ndarray:
+    """The map that is drawn: ``rmap`` in ``mode`` (see :data:`MODES`), then smoothed."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    array = np.asarray(rmap, dtype=np.float32)
+    if mode == "positive":
+        array = np.maximum(array, 0.0)
+    elif mode == "absolute":
+        array = np.abs(array)
+    return smooth_map(array, smooth)
+
+
 @dataclass(frozen=True)
 class RenderSettings:
-    """How heatmaps are drawn: colour map, optional percentile scale, overlay opacity."""
+    """How heatmaps are drawn.
+
+    ``percentile`` None scales to max |R|. The overlay's opacity is
+    ``overlay_alpha · (|R| / vmax) ** opacity_exponent`` over a grey copy of the image at
+    ``contrast`` (1: unchanged, lower: faded towards mid-grey so colours stand out).
+    ``view`` full draws on the whole photo, at most ``max_side`` pixels on its long side.
+    """
 
     cmap: str = "bwr"
-    percentile: float | None = None
+    percentile: float | None = 99.0
     overlay_alpha: float = 0.8
+    mode: str = "signed"
+    smooth: float = 1.5
+    opacity_exponent: float = 0.7
+    contrast: float = 0.6
+    view: str = "full"
+    max_side: int = 1024
+    legend: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"render.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.view not in VIEWS:
+            raise ValueError(f"render.view must be one of {', '.join(VIEWS)}, got {self.view!r}")
+        if self.percentile is not None and not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"render.percentile must be in (0, 100], got {self.percentile}; e.g. 99")
+        for name, low, high in (("overlay_alpha", 0.0, 1.0), ("contrast", 0.0, 1.0)):
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"render.{name} must be between {low:g} and {high:g}, got {getattr(self, name)}")
+        if self.smooth < 0.0 or self.opacity_exponent <= 0.0 or self.max_side < 16:
+            raise ValueError(
+                "render.smooth must be >= 0, render.opacity_exponent > 0 and render.max_side >= 16, got "
+                f"{self.smooth}, {self.opacity_exponent}, {self.max_side}"
+            )
 
 
 @dataclass
@@ -183,7 +264,7 @@ def heatmap_rgb(rmap: np.ndarray, *, cmap: str = "bwr", scale: Scale | None = No
     return _colours(_normalised(rmap, scale), cmap)
 
 
-def _resize_map(rmap: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize_map(rmap: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear (antialiased when shrinking) resize of a float map to (height, width)."""
     image = Image.fromarray(np.ascontiguousarray(rmap, dtype=np.float32))
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
@@ -200,10 +281,22 @@ def _as_rgb_image(image: np.ndarray) -> np.ndarray:
     return array
 
 
-def _blend(rgb: np.ndarray, normalised: np.ndarray, colours: np.ndarray, max_alpha: float) -> np.ndarray:
-    """``(1 − α)·grey + α·colour`` with ``α = max_alpha·|normalised|``, rounded to ``uint8``."""
+def _blend(
+    rgb: np.ndarray,
+    normalised: np.ndarray,
+    colours: np.ndarray,
+    max_alpha: float,
+    exponent: float = 1.0,
+    contrast: float = 1.0,
+) -> np.ndarray:
+    """``(1 − α)·grey + α·colour`` with ``α = max_alpha·|normalised|**exponent``, rounded to
+    ``uint8``; ``grey`` is the image's luminance at ``contrast`` around mid-grey."""
     grey = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).convert("L"), dtype=np.float32)[..., None]
+    if contrast != 1.0:
+        grey = grey * np.float32(contrast) + np.float32(127.5 * (1.0 - contrast))
     alpha = np.abs(normalised)
+    if exponent != 1.0:
+        np.power(alpha, np.float32(exponent), out=alpha)
     alpha *= np.float32(max_alpha)
     blended = colours.astype(np.float32)
     blended -= grey
@@ -221,15 +314,20 @@ def overlay_rgb(
     cmap: str = "bwr",
     scale: Scale | None = None,
     max_alpha: float = 0.8,
+    exponent: float = 1.0,
+    contrast: float = 1.0,
 ) -> np.ndarray:
     """Blend the heatmap over a greyscale copy of ``image`` (``uint8`` ``(H, W, 3)``).
 
     Per-pixel opacity is ``max_alpha * |R| / vmax`` (clipped), so pixels with zero
     relevance show the grey image unchanged (grey = Pillow's ``"L"`` conversion).
     ``scale`` defaults to max ``|R|`` of ``rmap``; a map of another size is resized
-    bilinearly to the image. Returns ``uint8`` ``(H, W, 3)``.
+    bilinearly to the image. ``exponent`` < 1 raises the opacity of weak relevance;
+    ``contrast`` < 1 fades the grey image. Returns ``uint8`` ``(H, W, 3)``.
     """
-    return render_pair(image, rmap, cmap=cmap, scale=scale, max_alpha=max_alpha)[1]
+    return render_pair(
+        image, rmap, cmap=cmap, scale=scale, max_alpha=max_alpha, exponent=exponent, contrast=contrast
+    )[1]
 
 
 def render_pair(
@@ -239,6 +337,8 @@ def render_pair(
     cmap: str = "bwr",
     scale: Scale | None = None,
     max_alpha: float = 0.8,
+    exponent: float = 1.0,
+    contrast: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(heatmap_rgb(rmap), overlay_rgb(image, rmap))`` with the same arguments, sharing the
     colour lookup when the map and the image have the same size."""
@@ -253,6 +353,6 @@ def render_pair(
     normalised = _normalised(rmap, scale)
     heatmap = _colours(normalised, cmap)
     if rmap.shape == rgb.shape[:2]:
-        return heatmap, _blend(rgb, normalised, heatmap, max_alpha)
-    resized = _normalised(_resize_map(rmap, *rgb.shape[:2]), scale)
-    return heatmap, _blend(rgb, resized, _colours(resized, cmap), max_alpha)
+        return heatmap, _blend(rgb, normalised, heatmap, max_alpha, exponent, contrast)
+    resized = _normalised(resize_map(rmap, *rgb.shape[:2]), scale)
+    return heatmap, _blend(rgb, resized, _colours(resized, cmap), max_alpha, exponent, contrast)

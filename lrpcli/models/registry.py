@@ -40,8 +40,15 @@ def weight_names(arch: str) -> list[str]:
 
 
 def torchvision_weights(arch: str, name: str) -> Any:
-    """The weights enum member ``name`` of ``arch`` (``KeyError`` if there is none)."""
+    """The weights enum member ``name`` of ``arch`` (``KeyError`` if there is none).
+
+    ``name`` is a member name (``IMAGENET1K_V1``, ``DEFAULT``) or torchvision's own spelling with
+    the enum in front (``ResNet18_Weights.IMAGENET1K_V1``, also ``torchvision.models.`` before it).
+    """
     import torchvision
 
     enum = torchvision.models.get_model_weights(arch)
+    prefix, dot, member = name.rpartition(".")
+    if dot and prefix.rpartition(".")[2] == enum.__name__:
+        name = member
     return enum[name]

@@ -40,7 +40,7 @@ from lrpcli.models.registry import (
     torchvision_weights,
     weight_names,
 )
-from lrpcli.models.spec import LoadedModel, ModelLoadError, ModelSpec
+from lrpcli.models.spec import DEFAULT_MODEL_SEED, LoadedModel, ModelLoadError, ModelSpec
 from lrpcli.models.weights import (
     WEIGHT_FILE_SUFFIXES,
     cached_weights_path,
@@ -160,7 +160,7 @@ class TorchvisionSource(ModelSource):
     """A torchvision classifier by name, with a weights enum member (from torch hub's cache) or none."""
 
     key = "torchvision"
-    keys = ("torchvision", "weights", "num_classes", "classes")
+    keys = ("torchvision", "weights", "num_classes", "classes", "seed")
     example = "'torchvision: NAME'"
 
     def parse(self, c: Checker, fields: dict[str, Any], base_dir: Path) -> ModelSpec | None:
@@ -216,7 +216,16 @@ class TorchvisionSource(ModelSource):
         else:
             num_classes = len(meta) if meta is not None else 1000
         classes_file, classes = parse_classes(c, fields, base_dir, num_classes)
-        if len(c.problems) > before or num_classes is None:
+        seed: int | None = DEFAULT_MODEL_SEED
+        if "seed" in fields:
+            seed = c.integer(fields["seed"], "model.seed", minimum=0)
+            if weights is not None:
+                c.error(
+                    "model.seed",
+                    f"seeds the random initialisation of 'weights: none'; weights {weights} replace "
+                    "it, so drop seed (or use 'weights: none')",
+                )
+        if len(c.problems) > before or num_classes is None or seed is None:
             return None
         return ModelSpec(
             source=self.key,
@@ -225,10 +234,13 @@ class TorchvisionSource(ModelSource):
             weights=weights,
             classes_file=classes_file,
             classes=classes,
+            seed=seed,
         )
 
     def to_config(self, spec: ModelSpec) -> dict[str, Any]:
-        section = {"torchvision": spec.name, "weights": spec.weights or "none", "num_classes": spec.num_classes}
+        section: dict[str, Any] = {"torchvision": spec.name, "weights": spec.weights or "none", "num_classes": spec.num_classes}
+        if spec.weights is None:  # the seed makes the network: part of the config (and its digest)
+            section["seed"] = spec.seed
         return self.with_classes(spec, section)
 
     def describe(self, spec: ModelSpec) -> str:
@@ -247,9 +259,9 @@ class TorchvisionSource(ModelSource):
     def load(self, spec: ModelSpec) -> LoadedModel:
         import torchvision
 
-        if spec.weights is None:
+        if spec.weights is None:  # seeded by load_model
             module = torchvision.models.get_model(spec.name, weights=None, num_classes=spec.num_classes)
-            return LoadedModel(module, spec, "none (random initialisation)", categories_for(spec))
+            return LoadedModel(module, spec, f"none (random initialisation, seed {spec.seed})", categories_for(spec))
         weights = torchvision_weights(spec.name, spec.weights)
         path = cached_weights_path(weights)
         if not path.is_file():
@@ -441,9 +453,13 @@ def default_preprocess(spec: ModelSpec) -> Preprocess:
 def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedModel:
     """Build the model of ``spec`` with its weights, in eval mode, on ``device``.
 
-    Raises :class:`ModelLoadError` with a message saying what to do.
+    The random initialisation it is built with is seeded with ``spec.seed`` (the same network
+    every time a model is built without weights), on a forked generator: the caller's random
+    state is left as it was. Raises :class:`ModelLoadError` with a message saying what to do.
     """
-    loaded = source_of(spec).load(spec)
+    with torch.random.fork_rng(devices=[]):  # the CPU generator only; the model is built there
+        torch.random.default_generator.manual_seed(spec.seed)
+        loaded = source_of(spec).load(spec)
     try:
         loaded.module.to(device)
     except (RuntimeError, AssertionError) as exc:

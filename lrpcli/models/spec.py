@@ -11,7 +11,10 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["LoadedModel", "ModelLoadError", "ModelSpec"]
+__all__ = ["DEFAULT_MODEL_SEED", "LoadedModel", "ModelLoadError", "ModelSpec"]
+
+DEFAULT_MODEL_SEED = 0
+"""``model.seed`` unless the config or ``--seed`` sets it."""
 
 
 class ModelLoadError(Exception):
@@ -30,6 +33,8 @@ class ModelSpec:
     ImageNet names or weights metadata, else ``class N``). Only for ``python``: ``code`` is the
     ``.py`` file, ``kwargs`` the constructor arguments, ``num_classes`` 0 means "as many as the
     model returns" (found by one forward pass on a zero image of ``input_size`` pixels square).
+    ``seed`` seeds the random initialisation every model is built with (the whole network of a
+    torchvision model with ``weights: none``; weights loaded afterwards replace it).
     """
 
     source: str
@@ -42,6 +47,7 @@ class ModelSpec:
     code: Path | None = None
     kwargs: tuple[tuple[str, Any], ...] = ()
     input_size: int = 224
+    seed: int = DEFAULT_MODEL_SEED
 
 
 @dataclass

@@ -115,6 +115,10 @@ class Result:
     relevance: dict[str, float]
     conservation: dict[str, float | None]
     ledger: dict[str, Any]
+    compare: list[dict[str, Any]] | None = None  # --composites: the other composites' shares
+    #: how the image was recomputed in float64 because its float32 ledger did not close
+    #: (:meth:`lrpcli.core.engine.Redo.to_dict`); None: it was not (or an older report)
+    precision: dict[str, Any] | None = None
 
 
 @dataclass
@@ -165,6 +169,10 @@ class ImageEntry:
             "ledger": r.ledger,
             "timing": dict(self.timing),
         }
+        if r.compare is not None:
+            out["compare"] = r.compare
+        if r.precision is not None:
+            out["precision"] = r.precision
         if self.render is not None:
             out["render"] = self.render
         return out
@@ -182,6 +190,8 @@ class ImageEntry:
                 relevance=d.get("relevance") or {},
                 conservation=d.get("conservation") or {},
                 ledger=d["ledger"],
+                compare=d.get("compare"),
+                precision=d.get("precision"),
             )
         return cls(
             index=int(d.get("index", 0)),

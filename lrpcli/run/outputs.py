@@ -1,7 +1,10 @@
 """Where each input's outputs go, and the checks that writing them is safe.
 
 Outputs mirror the input tree under ``--out``: ``REL-without-extension`` plus
-:data:`HEATMAP_SUFFIX`, :data:`OVERLAY_SUFFIX` and (``--save-npy``) :data:`RELEVANCE_SUFFIX`.
+:data:`HEATMAP_SUFFIX`, :data:`OVERLAY_SUFFIX`, (``--composites``) :data:`COMPARE_SUFFIX` and
+(``--save-npy``) :data:`RELEVANCE_SUFFIX`. Inputs whose relative paths would collide
+(``a/img.png`` and ``b/img.png`` given as files) were made unique by
+:func:`lrpcli.io.inputs.discover` (``img``, ``img-2``, ...).
 They must stay inside the output folder, never replace an input, and (without
 ``--overwrite``) not exist yet.
 """
@@ -9,13 +12,14 @@ They must stay inside the output folder, never replace an input, and (without
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lrpcli.io.inputs import ImageInput
 
 __all__ = [
+    "COMPARE_SUFFIX",
     "HEATMAP_SUFFIX",
     "OVERLAY_SUFFIX",
     "RELEVANCE_SUFFIX",
@@ -30,6 +34,7 @@ __all__ = [
 HEATMAP_SUFFIX = ".heatmap.png"
 OVERLAY_SUFFIX = ".overlay.png"
 RELEVANCE_SUFFIX = ".relevance.npy"
+COMPARE_SUFFIX = ".compare.png"
 REPORT_NAME = "report.json"
 
 
@@ -44,21 +49,21 @@ class OutputPaths:
     heatmap: Path
     overlay: Path
     relevance: Path | None = None
+    compare: Path | None = None
 
     def all(self) -> list[Path]:
-        paths = [self.heatmap, self.overlay]
-        if self.relevance is not None:
-            paths.append(self.relevance)
-        return paths
+        return [p for p in (self.heatmap, self.overlay, self.relevance, self.compare) if p is not None]
 
 
-def output_paths(out_dir: Path, rel: Path, *, save_npy: bool = False) -> OutputPaths:
-    """``OUT/REL-without-extension`` + ``.heatmap.png`` / ``.overlay.png`` / ``.relevance.npy``."""
+def output_paths(out_dir: Path, rel: Path, *, save_npy: bool = False, compare: bool = False) -> OutputPaths:
+    """``OUT/REL-without-extension`` + ``.heatmap.png`` / ``.overlay.png`` / ``.relevance.npy`` /
+    ``.compare.png``."""
     stem = Path(out_dir) / rel.parent / (rel.stem if rel.suffix else rel.name)
     return OutputPaths(
         heatmap=stem.with_name(stem.name + HEATMAP_SUFFIX),
         overlay=stem.with_name(stem.name + OVERLAY_SUFFIX),
         relevance=stem.with_name(stem.name + RELEVANCE_SUFFIX) if save_npy else None,
+        compare=stem.with_name(stem.name + COMPARE_SUFFIX) if compare else None,
     )
 
 
@@ -71,13 +76,18 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def drop_previous_outputs(
-    inputs: Sequence[ImageInput], out_dir: Path, *, keep: Sequence[str | Path] = ()
+    inputs: Sequence[ImageInput],
+    out_dir: Path,
+    *,
+    keep: Sequence[str | Path] = (),
+    ours: Callable[[Path], bool] | None = None,
 ) -> tuple[list[ImageInput], list[ImageInput]]:
-    """Split off inputs that are earlier results of this tool inside ``out_dir``.
+    """Split off inputs that are earlier results of this tool.
 
-    Scanning a folder that contains the output folder would otherwise explain old heatmaps
-    (and then refuse to overwrite them, as they would be inputs). Files named in ``keep`` (the
-    files given explicitly on the command line) are never dropped. Returns ``(kept, dropped)``.
+    Those are the files ``ours`` recognises (our PNGs carry a text chunk naming lrpcli), wherever
+    they are, and files named like our outputs inside ``out_dir`` (made before the mark).
+    Scanning a folder with earlier runs in it would otherwise explain old heatmaps. Files named
+    in ``keep`` (given explicitly on the command line) are never dropped. Returns ``(kept, dropped)``.
     """
     out_real = _real(out_dir)
     explicit = {_real(Path(p)) for p in keep}
@@ -86,10 +96,9 @@ def drop_previous_outputs(
     for item in inputs:
         name = item.path.name.lower()
         real = _real(item.path)
-        if (
-            _inside(real, out_real)
-            and name.endswith((HEATMAP_SUFFIX, OVERLAY_SUFFIX))
-            and real not in explicit
+        if real not in explicit and (
+            (_inside(real, out_real) and name.endswith((HEATMAP_SUFFIX, OVERLAY_SUFFIX, COMPARE_SUFFIX)))
+            or (ours is not None and ours(item.path))
         ):
             dropped.append(item)
         else:
@@ -102,6 +111,7 @@ def plan_outputs(
     out_dir: Path,
     *,
     save_npy: bool = False,
+    compare: bool = False,
     overwrite: bool = False,
 ) -> list[OutputPaths]:
     """Output paths for every input, after checking that writing them is safe.
@@ -116,7 +126,7 @@ def plan_outputs(
     out_real = _real(out_dir)
     input_reals = {_real(item.path) for item in inputs}
     report = out_dir / REPORT_NAME
-    plans = [output_paths(out_dir, item.rel, save_npy=save_npy) for item in inputs]
+    plans = [output_paths(out_dir, item.rel, save_npy=save_npy, compare=compare) for item in inputs]
     seen: dict[str, Path] = {}
     checked_parents: dict[Path, str] = {}
     for path in [p for plan in plans for p in plan.all()] + [report]:
@@ -141,7 +151,7 @@ def plan_outputs(
         seen[real] = path
         if not overwrite and os.path.lexists(path):
             raise OutputConflict(
-                f"{path} already exists; pass --overwrite to replace existing outputs, "
-                "or choose another --out"
+                f"{path} already exists; pass --resume to finish an earlier run (an interrupted one) "
+                "with the same command, --overwrite to replace its outputs, or choose another --out"
             )
     return plans

@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lrpcli.core.ledger import Accounts
 from lrpcli.io.decode import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
-from lrpcli.io.files import write_npy, write_png
+from lrpcli.io.canvas import View
 from lrpcli.io.inputs import ImageInput
-from lrpcli.io.preprocess import Preprocess, preprocess
-from lrpcli.io.render import RenderSettings, relevance_map, render_pair, symmetric_scale
+from lrpcli.io.preprocess import Preprocess, preprocess, upscale_warning
+from lrpcli.io.render import RenderSettings
+from lrpcli.run.drawing import Comparison, Written, make_view, write_outputs
 from lrpcli.run.entries import ImageEntry, Prediction, Result, Target, conservation_shares
 from lrpcli.run.outputs import OutputPaths
 
@@ -58,7 +58,7 @@ class RunSettings:
     save_npy: bool = False
     fail_fast: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
-    ledger_steps: bool = True
+    ledger_steps: bool | int = True
 
 
 @dataclass
@@ -74,7 +74,8 @@ class RunOutcome:
 @dataclass
 class _Prepared:
     tensor: torch.Tensor | None = None
-    crop: np.ndarray | None = None
+    view: View | None = None
+    box: list[float] | None = None
     size: tuple[int, int] | None = None
     warnings: list[str] = field(default_factory=list)
     load_s: float = 0.0
@@ -95,12 +96,12 @@ class _Emitter:
     def __init__(self, emit: Callable[[ImageEntry], None], limit: int) -> None:
         self.emit = emit
         self.pending = threading.Semaphore(limit)
-        self.queue: queue.SimpleQueue[tuple[Callable[[], list[ImageEntry]], list[Future[_Written] | None]] | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[Callable[[], list[ImageEntry]], list[Future[Written] | None]] | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._work, name="lrp-emit", daemon=True)
         self.thread.start()
 
-    def put(self, make: Callable[[], list[ImageEntry]], futures: list[Future[_Written] | None]) -> None:
+    def put(self, make: Callable[[], list[ImageEntry]], futures: list[Future[Written] | None]) -> None:
         """Queue one batch (entries in input order, built by ``make``); blocks while too many wait."""
         for _ in futures:
             self.pending.acquire()
@@ -151,18 +152,12 @@ class _BatchStats:
     conservation: list[float]
     accounts: Accounts
     explain_s: float
+    compared: list[tuple[str, Accounts]] = field(default_factory=list)
+    #: per image: how it was recomputed in float64 (Redo.to_dict()), or None; empty: no such information
+    redone: list[dict[str, Any] | None] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Written:
-    """What writing one image's outputs added: the files (relative to --out), the scale, the time."""
-
-    outputs: dict[str, str]
-    render: dict[str, Any]
-    write_s: float
-
-
-def _merge_written(entry: ImageEntry, future: Future[_Written]) -> None:
+def _merge_written(entry: ImageEntry, future: Future[Written]) -> None:
     try:
         written = future.result()
     except Exception as exc:  # disk full, permission denied, ...
@@ -198,12 +193,16 @@ class Pipeline:
         *,
         out_dir: Path,
         device: torch.device | str = "cpu",
+        comparisons: Sequence[tuple[str, Any]] = (),
+        main_name: str = "",
     ) -> None:
         self.explainer = explainer
         self.categories = list(categories)
         self.settings = settings
         self.out_dir = Path(out_dir)
         self.device = torch.device(device)
+        self.comparisons = list(comparisons)  # (name, explainer): drawn side by side with the main map
+        self.main_name = main_name or "config"
 
     # -- stages -------------------------------------------------------------------------------
     def _load(self, item: ImageInput) -> _Prepared:
@@ -211,33 +210,40 @@ class Pipeline:
         try:
             loaded = load_image(item.path, max_pixels=self.settings.max_pixels)
             tensor, crop = preprocess(loaded.image, self.settings.preprocess)
+            view, box = make_view(loaded.image, crop, self.settings.preprocess, self.settings.render)
             size = loaded.image.size
             loaded.image.close()
-            return _Prepared(tensor, crop, size, loaded.warnings, time.perf_counter() - start)
+            upscaled = upscale_warning(*size, self.settings.preprocess)
+            warns = loaded.warnings + ([upscaled] if upscaled else [])
+            return _Prepared(tensor, view, box, size, warns, time.perf_counter() - start)
         except ImageLoadError as exc:
             return _Prepared(error=exc.reason, load_s=time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
             reason = f"unexpected error while loading ({type(exc).__name__}: {exc})"
             return _Prepared(error=reason, load_s=time.perf_counter() - start)
 
-    def _write(self, relevance: np.ndarray, crop: np.ndarray, paths: OutputPaths) -> _Written:
-        start = time.perf_counter()
-        render = self.settings.render
-        rmap = relevance_map(relevance)
-        scale = symmetric_scale(rmap, render.percentile)
-        heatmap, overlay = render_pair(crop, rmap, cmap=render.cmap, scale=scale, max_alpha=render.overlay_alpha)
-        write_png(paths.heatmap, heatmap, filter="none")  # flat areas: smaller and faster unfiltered
-        write_png(paths.overlay, overlay)
-        outputs = {"heatmap": self._rel(paths.heatmap), "overlay": self._rel(paths.overlay)}
-        if paths.relevance is not None:
-            write_npy(paths.relevance, np.ascontiguousarray(relevance, dtype=np.float32))
-            outputs["relevance"] = self._rel(paths.relevance)
-        return _Written(
-            outputs, {"cmap": render.cmap, "vmax": scale.vmax, "scale": scale.method}, time.perf_counter() - start
+    def _write(
+        self,
+        relevance: Any,
+        prep: _Prepared,
+        item: ImageInput,
+        paths: OutputPaths,
+        label: str,
+        comparisons: list[Comparison],
+    ) -> Written:
+        assert prep.view is not None
+        return write_outputs(
+            relevance,
+            prep.view,
+            paths,
+            self.settings.render,
+            out_dir=self.out_dir,
+            source=item.path.as_posix(),
+            label=label,
+            comparisons=comparisons,
+            photo_title=f"{item.path.name}\nexplained: {label}",
+            crop=prep.box,
         )
-
-    def _rel(self, path: Path) -> str:
-        return path.relative_to(self.out_dir).as_posix()
 
     # -- loop ---------------------------------------------------------------------------------
     def run(
@@ -332,7 +338,7 @@ class Pipeline:
         inputs: Sequence[ImageInput],
         outputs: Sequence[OutputPaths],
         writers: ThreadPoolExecutor,
-    ) -> tuple[Callable[[], list[ImageEntry]], list[Future[_Written]]]:
+    ) -> tuple[Callable[[], list[ImageEntry]], list[Future[Written]]]:
         """Explain one batch and submit its writes; returns a function that builds the batch's
         entries (run by the emitting thread) and the write futures, both in ``ready``'s order.
         If the explanation fails, every image gets an error entry and there are no futures."""
@@ -345,15 +351,29 @@ class Pipeline:
             logits = explanation.logits.detach().to("cpu", torch.float64)
             targets = explanation.targets.detach().cpu().tolist()
             ledger = explanation.ledger
-            del explanation, batch
+            redone = [None if r is None else r.to_dict() for r in getattr(explanation, "redone", None) or []]
+            del explanation
+            compared = []
+            for name, other in self.comparisons:  # the same images and classes, other rules
+                exp = other(batch, torch.tensor(targets, device=batch.device))
+                compared.append((name, exp.relevance.detach().to("cpu", torch.float32), exp.ledger.accounts()))
+                del exp
+            del batch
         except Exception as exc:  # noqa: BLE001 - report it for these images and go on
             message = f"explanation failed ({type(exc).__name__}: {exc})"
             return (lambda: [_error_entry(i, inputs[i], message, prep) for i, prep in ready]), []
         explain_s = (time.perf_counter() - start) / len(ready)
-        written = [
-            writers.submit(self._write, relevance[j].numpy(), prep.crop, outputs[i])
-            for j, (i, prep) in enumerate(ready)
-        ]
+        written = []
+        shares = ledger.pixel_share().tolist() if compared else []
+        for j, (i, prep) in enumerate(ready):
+            label = self._label(int(targets[j]))
+            comparisons = [
+                Comparison(name, rel[j].numpy(), acc.pixel_share[j] if acc.pixel_share else None)
+                for name, rel, acc in compared
+            ]
+            if comparisons:
+                comparisons.insert(0, Comparison(self.main_name, relevance[j].numpy(), shares[j]))
+            written.append(writers.submit(self._write, relevance[j].numpy(), prep, inputs[i], outputs[i], label, comparisons))
         # whole-batch tensor work stays on this thread (torch in another thread starts an OpenMP
         # team of its own); the per-image Python work is left to the emitting thread
         probs = torch.softmax(logits, dim=1)
@@ -369,6 +389,8 @@ class Pipeline:
             conservation=ledger.conservation_error().detach().cpu().tolist(),
             accounts=ledger.accounts(),
             explain_s=explain_s,
+            compared=[(name, acc) for name, _, acc in compared],
+            redone=redone,
         )
         return (lambda: self._entries(ready, inputs, stats)), written
 
@@ -399,6 +421,16 @@ class Pipeline:
                 relevance={"sum": led["sum_pixels"], "positive": positive[j], "negative": negative[j]},
                 conservation=conservation_shares(led, cons),
                 ledger=led,
+                compare=[
+                    {
+                        "composite": name,
+                        "pixel_share": acc.pixel_share[j] if acc.pixel_share else None,
+                        "relative_closure_error": acc.relative_closure_error[j],
+                    }
+                    for name, acc in b.compared
+                ]
+                or None,
+                precision=b.redone[j] if j < len(b.redone) else None,
             )
             entries.append(
                 ImageEntry(

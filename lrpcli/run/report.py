@@ -168,6 +168,7 @@ class ReportWriter:
         self._count = 0
         self.reused = 0
         self.ok = 0
+        self.ok_reused = 0  # of ``ok``, entries taken from an earlier report
         self.failed = 0
         self.with_warnings = 0
         self.failures: list[dict[str, str]] = []
@@ -177,6 +178,7 @@ class ReportWriter:
         self.over_tolerance: list[str] = []
         self.max_rel_conservation: float | None = None
         self.pixel_shares: list[float] = []
+        self.float64_redone = 0  # images recomputed in float64
         self.summary: dict[str, Any] = {}
 
     def add(self, entry: ImageEntry, *, reused: bool = False) -> None:
@@ -194,6 +196,10 @@ class ReportWriter:
             self.failures.append({"input": entry.input, "error": str(entry.error)})
             return
         self.ok += 1
+        self.ok_reused += int(reused)
+        redo = entry.result.precision
+        if redo:  # the float32 ledger did not close: recomputed in float64
+            self.float64_redone += 1
         ledger = entry.result.ledger
         rel = _finite(ledger.get("relative_closure_error"))
         absolute = _finite(ledger.get("closure_error"))
@@ -231,6 +237,7 @@ class ReportWriter:
         *,
         interrupted: bool = False,
         stopped_early: bool = False,
+        stdout_closed: bool = False,
         exit_code: int = 0,
         elapsed_s: float | None = None,
         run_updates: Mapping[str, Any] | None = None,
@@ -238,7 +245,7 @@ class ReportWriter:
         """Write ``report.json`` atomically; return the summary."""
         if run_updates:
             self.run.update(run_updates)
-        done = self._count - self.reused  # images explained by this run
+        done = self.ok - self.ok_reused  # images this run explained (failures and reuse excluded)
         rate = done / elapsed_s if elapsed_s and elapsed_s > 0 else None
         self.summary = {
             "inputs": self.inputs,
@@ -249,6 +256,7 @@ class ReportWriter:
             "not_processed": max(self.inputs - self._count, 0),
             "interrupted": interrupted,
             "stopped_early": stopped_early,
+            "stdout_closed": stdout_closed,
             "failures": self.failures,
             "images_with_warnings": self.with_warnings,
             "tolerance": self.tolerance,
@@ -257,6 +265,7 @@ class ReportWriter:
             "worst_closure_input": self.worst_closure_input,
             "over_tolerance": self.over_tolerance,
             "closure_check": self.closure_check(),
+            "float64_redone": self.float64_redone,
             "max_relative_conservation_error": self.max_rel_conservation,
             "pixel_share_median": statistics.median(self.pixel_shares) if self.pixel_shares else None,
             "pixel_share_min": min(self.pixel_shares) if self.pixel_shares else None,

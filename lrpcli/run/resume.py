@@ -27,7 +27,7 @@ from lrpcli.run.report import REPORT_KIND, SCHEMA_VERSION, json_safe
 
 __all__ = ["RESUME_OPTIONS", "ResumeError", "ResumeState", "load_previous"]
 
-RESUME_OPTIONS: tuple[str, ...] = ("target", "top_k", "save_npy")
+RESUME_OPTIONS: tuple[str, ...] = ("target", "top_k", "save_npy", "composites")
 """``run.options`` that must equal the earlier run's for its entries to be reused."""
 
 

@@ -17,12 +17,7 @@ from torch import Tensor
 
 from lrpcli.core.engine import Explainer
 from lrpcli.evaluation.flipping import FlipSettings, Ranker, evaluate_image
-
-#: the scores ``--score`` offers, with what they mean
-SCORES: dict[str, str] = {
-    "aopc": "MoRF AOPC of the target logit: how fast the logit falls when the most relevant patches go first",
-    "srg": "MoRF AOPC − LeRF AOPC: the area between most- and least-relevant-first curves (twice the cost)",
-}
+from lrpcli.tuning.choices import SCORES
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from PIL import Image
 
 from conftest import ROOT, SAMPLES, lrp, noise_file, report
 from lrpcli import __version__
-from lrpcli.cli import errors, explain_run, loading
+from lrpcli.cli import errors, explain_options, loading
 
 SAMPLE_NAMES = ("chelsea", "coffee", "grace_hopper", "rocket")
 ESPRESSO = 967
@@ -98,15 +98,18 @@ def test_sample_images_default_config(tmp_path: Path, monkeypatch: pytest.Monkey
         shares = entry["conservation"]
         assert shares["pixel_share"] == pytest.approx(entry["relevance"]["sum"] / entry["f_x"])
         assert shares["pixel_share"] + shares["bias_share"] + shares["stabilizer_share"] + shares["dropped_share"] == pytest.approx(1.0, abs=1e-5)
-        for output in entry["outputs"].values():
+        assert ledger["steps_total"] > len(ledger["steps"]) == 5  # compact: the 5 steps that absorbed most
+        for output in entry["outputs"].values():  # the whole photo (the default full view)
             with Image.open(out / output) as im:
-                assert im.size == (224, 224)
+                assert im.size == (entry["image"]["width"], entry["image"]["height"])
     summary = doc["summary"]
     assert (summary["inputs"], summary["ok"], summary["failed"]) == (4, 4, 0)
     assert summary["closure_check"] == "pass" and summary["max_relative_closure_error"] <= 1e-5
     assert summary["exit_code"] == 0
-    assert "espresso" in result.stderr and "ledger closure: pass" in result.stderr
-    assert "of the logit reaches the pixels" in result.stderr and summary["pixel_share_median"] < 0.05
+    assert "espresso" in result.stderr and "accounts close: pass" in result.stderr
+    assert "bookkeeping check" in result.stderr and "not a measure of conservation" in result.stderr
+    assert "of the explained logit f(x) reaches the pixels" in result.stderr and summary["pixel_share_median"] < 0.05
+    assert f"→ {out / 'sample_images' / 'coffee.overlay.png'}" in result.stderr  # each line says where its picture is
 
 
 def test_target_by_label_save_npy_and_overrides(tmp_path: Path) -> None:
@@ -390,7 +393,8 @@ def test_existing_outputs_need_overwrite(tmp_path: Path, tiny: Path) -> None:
     before = (out / "a.heatmap.png").stat().st_mtime_ns
     result = lrp("explain", a, "-c", tiny, "-o", out)
     assert result.exit_code == 2
-    assert f"{out / 'a.heatmap.png'} already exists; pass --overwrite" in result.stderr
+    assert f"{out / 'a.heatmap.png'} already exists; pass --resume" in result.stderr
+    assert "--overwrite to replace" in result.stderr
     assert (out / "a.heatmap.png").stat().st_mtime_ns == before
     assert lrp("explain", a, "-c", tiny, "-o", out, "--overwrite").exit_code == 0
 
@@ -491,11 +495,11 @@ def test_parse_target() -> None:
     from lrpcli.models import imagenet_categories
 
     categories = imagenet_categories()
-    assert explain_run._parse_target("pred", categories) is None
-    assert explain_run._parse_target("967", categories) == ESPRESSO
-    assert explain_run._parse_target("espresso", categories) == ESPRESSO
-    assert explain_run._parse_target("ESPRESSO", categories) == ESPRESSO
-    assert explain_run._parse_target("Cardigan", categories) == 264  # exact case wins (the dog)
-    assert explain_run._parse_target("cardigan", categories) == 474  # (the sweater)
+    assert explain_options.parse_target("pred", categories) is None
+    assert explain_options.parse_target("967", categories) == ESPRESSO
+    assert explain_options.parse_target("espresso", categories) == ESPRESSO
+    assert explain_options.parse_target("ESPRESSO", categories) == ESPRESSO
+    assert explain_options.parse_target("Cardigan", categories) == 264  # exact case wins (the dog)
+    assert explain_options.parse_target("cardigan", categories) == 474  # (the sweater)
     with pytest.raises(errors.Fail, match="did you mean 'espresso'"):
-        explain_run._parse_target("espreso", categories)
+        explain_options.parse_target("espreso", categories)

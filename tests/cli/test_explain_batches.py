@@ -175,3 +175,50 @@ def test_resume_refuses_another_config(tmp_path: Path, tiny: tuple[Path, Path]) 
     result = lrp(*args, "--resume")
     assert result.exit_code == 2 and "cannot read" in result.stderr
     assert mtimes(out) == before
+
+
+RANDOM_INIT = "model: {torchvision: squeezenet1_1, weights: none, num_classes: 3}\npreprocess: {resize: 32, crop: 32}\n"
+
+
+def test_seed_makes_the_network_and_resume_refuses_another(tmp_path: Path) -> None:
+    """A model built without weights is the same network for the same --seed (or model.seed):
+    the same logits; another seed is another config digest, which --resume refuses."""
+    config = tmp_path / "random.yaml"
+    config.write_text(RANDOM_INIT, encoding="utf-8")
+    make_folder(tmp_path / "pics", 2)
+    small = tmp_path / "small" / "dot.png"
+    small.parent.mkdir()
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(small)
+
+    def run(out: str, *extra: str | Path) -> Any:
+        return lrp("explain", tmp_path / "pics", small, "-c", config, "-o", tmp_path / out, *extra)
+
+    def logits(out: str) -> list[list[float]]:
+        return [[p["logit"] for p in e["top_k"]] for e in report(tmp_path / out)["images"]]
+
+    assert run("a", "--seed", "3").exit_code == 0
+    assert run("b", "--seed", "3").exit_code == 0
+    assert run("c", "--seed", "4").exit_code == 0
+    assert logits("a") == logits("b") != logits("c")
+    runs = [report(tmp_path / o)["run"] for o in "abc"]
+    assert runs[0]["config"]["sha256"] == runs[1]["config"]["sha256"] != runs[2]["config"]["sha256"]
+    assert runs[0]["config"]["resolved"]["model"]["seed"] == 3
+    assert runs[0]["model"]["weights_source"] == "none (random initialisation, seed 3)"
+
+    refused = run("a", "--resume", "--seed", "4")
+    assert refused.exit_code == 2 and "was written with another config" in refused.stderr
+    assert run("a", "--resume", "--seed", "3").exit_code == 0
+
+    # the 1x1 image is explained, with a warning on its entry; the 40x30 ones get none
+    warnings = {Path(e["input"]).name: e["warnings"] for e in report(tmp_path / "a")["images"]}
+    assert warnings["dot.png"] == [
+        "upscaled from 1x1 pixels (32x) to the model's 32x32 input: the map shows interpolated "
+        "pixels, not detail of the image"
+    ]
+    assert warnings["img000.png"] == [] and warnings["img001.png"] == []
+
+
+def test_empty_standard_input_is_named_as_such(tmp_path: Path) -> None:
+    result = lrp("explain", "-", "-o", tmp_path / "out", input="")
+    assert result.exit_code == 2
+    assert "standard input gave no paths" in result.stderr and "no image files found" not in result.stderr

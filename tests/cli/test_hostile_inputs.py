@@ -180,8 +180,10 @@ def test_hostile_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
             for rel in entry["outputs"].values():
                 if name.startswith("bad-"):  # the report shows the byte as \\xff; the file has it
                     rel = rel.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "surrogateescape")
-                with Image.open(out / rel) as im:
-                    assert im.size == (16, 16)
+                with Image.open(out / rel) as im:  # the full view: the photo's size, long side at most 1024
+                    width, height = entry["image"]["width"], entry["image"]["height"]
+                    factor = min(1.0, 1024 / max(width, height))
+                    assert im.size == (max(1, round(width * factor)), max(1, round(height * factor)))
     assert by_name["exif6.jpg"]["image"] == by_name["exif8.jpg"]["image"] == {"width": 20, "height": 40}
     assert by_name["wide.png"]["image"] == {"width": 10000, "height": 10}
     assert by_name["one-pixel.png"]["image"] == {"width": 1, "height": 1}

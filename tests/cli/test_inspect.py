@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 
+import pytest
+
 from conftest import lrp
 
 
@@ -29,6 +31,29 @@ def test_json_lists_every_step_with_rule_reason_and_canonizations() -> None:
     assert len([c for c in data["canonizations"] if c.startswith("folded layer")]) == 19
     assert data["summary"]["by_kind"]["affine"] == 21
     assert sum(data["summary"]["affine_rules"].values()) == 21
+
+
+def test_a_torchvision_model_named_with_model_gets_imagenet_preprocessing(tmp_path: Path) -> None:
+    """z^B bounds from ImageNet's mean and std, not the built-in config's EfficientNet ones, and the
+    same as a config naming that model."""
+    imagenet = {"low": [-2.117904, -2.035714, -1.804444], "high": [2.248908, 2.428571, 2.64]}
+
+    def bounds(*args: str | Path) -> dict[str, list[float]]:
+        result = lrp("inspect", *args, "--composite", "epsilon_gamma_box", "--json")
+        assert result.exit_code == 0, result.output
+        first = json.loads(result.stdout)["steps"]
+        rule = next(r["rule"] for r in first if r["kind"] == "affine")
+        low, high = rule.split("low=")[1].split("], high=")
+        return {"low": json.loads(low + "]"), "high": json.loads(high.split("]")[0] + "]")}
+
+    named = bounds("--model", "resnet18")
+    config = tmp_path / "resnet18.yaml"
+    config.write_text("model: {torchvision: resnet18, weights: none}\n", encoding="utf-8")
+    assert bounds("-c", config) == named
+    for key, values in imagenet.items():
+        assert named[key] == pytest.approx(values, abs=1e-5), key
+    # an embedded model named with --model keeps its own (EfficientNet-Lite) preprocessing
+    assert bounds("--model", "efficientnet_lite0")["low"] == pytest.approx([-0.992032] * 3, abs=1e-5)
 
 
 def test_table_names_layer_norm_linearisation_and_gates() -> None:

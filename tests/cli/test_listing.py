@@ -25,6 +25,8 @@ def test_composites_listing() -> None:
         assert name in result.stdout
     for rule in ("zbox", "gamma", "flat", "wsquare", "alpha_beta", "lrp0"):
         assert rule in result.stdout
+    assert "``" not in result.stdout  # the rules' RST code spans print as plain text
+    assert "weights w² (bias b²)" in result.stdout
 
 
 def test_config_check(tmp_path: Path) -> None:
