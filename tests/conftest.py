@@ -94,6 +94,29 @@ def calibrated(name: str, seed: int = 0, size: int = 64, **kwargs: object) -> to
     return calibrate(getattr(torchvision.models, name)(weights=None, **kwargs), seed, size)
 
 
+def assert_family_explained_and_conserves(model: torch.nn.Module, size: int) -> None:
+    """A family's check (torchvision and timm): ``epsilon_plus_flat`` keeps the model's logits,
+    gives finite non-zero maps whose ledger closes to 1e-5 and names exactly what the pixels
+    miss; bias-free LRP-0 (ε = 0 everywhere) carries f(x) itself to the pixels."""
+    from lrpcli import explain
+
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = model(x)
+    e = explain(model, x, "epsilon_plus_flat")
+    torch.testing.assert_close(e.logits, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max()))
+    assert torch.isfinite(e.relevance).all()
+    assert float(e.relevance.abs().max()) > 0
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+    torch.testing.assert_close(e.ledger.pixels + e.ledger.absorbed(), e.ledger.output, rtol=1e-5, atol=0)
+
+    e0 = explain(model, x, {"conv": "lrp0", "linear": "lrp0"}, ignore_bias=True, stabilizer=0.0)
+    assert torch.isfinite(e0.relevance).all()
+    rel = (e0.ledger.pixels - e0.ledger.output).abs() / e0.ledger.output.abs()
+    assert float(rel.max()) <= 1e-5, rel.tolist()
+    assert float(e0.ledger.relative_error().max()) <= 1e-5
+
+
 def calibrate(model: torch.nn.Module, seed: int = 0, size: int = 64) -> torch.nn.Module:
     """Set ``model``'s BatchNorm running statistics from one random batch (see :func:`calibrated`)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]

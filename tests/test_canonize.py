@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import calibrated
 
-from lrpcli import Explainer, explain, prepare
+from lrpcli import Explainer, UnsupportedOpError, explain, prepare
 
 
 def test_resnet_batchnorms_fold_into_convolutions() -> None:
@@ -127,3 +127,50 @@ class Functional(nn.Module):
         g += 0.5  # a constant added: acts like a bias
         h = h.relu_()
         return F.linear((h + g).mean((2, 3)), self.w2)
+
+
+class FunctionalBatchNorm(nn.Module):
+    """timm's BatchNormAct2d in miniature: F.batch_norm on registered statistics, after a rank assert."""
+
+    def __init__(self, after_conv: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.after_conv = after_conv
+        self.weight, self.bias = nn.Parameter(torch.rand(4) + 0.5), nn.Parameter(torch.randn(4))
+        self.register_buffer("running_mean", torch.randn(4))
+        self.register_buffer("running_var", torch.rand(4) + 0.5)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if not self.after_conv:
+            x = torch.relu(x)
+        torch._assert(x.ndim == 4, "expected 4D input")  # a shape query of the conv's output
+        x = F.batch_norm(x, self.running_mean, self.running_var, weight=self.weight, bias=self.bias, eps=1e-3)
+        return self.fc(torch.relu(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("after_conv", [True, False])
+def test_functional_batch_norm_folds_or_becomes_a_per_channel_layer(after_conv: bool) -> None:
+    torch.manual_seed(0)
+    model = FunctionalBatchNorm(after_conv).eval()
+    program = prepare(model)
+    notes = program.canonizations
+    assert ("folded batch_norm into conv" in notes) is after_conv
+    assert any("kept as a per-channel affine layer" in n for n in notes) is not after_conv
+    assert len(program.affine_steps()) == (2 if after_conv else 3)
+    x = torch.randn(2, 3, 8, 8)
+    e = explain(model, x, "epsilon_plus_flat")
+    with torch.no_grad():
+        torch.testing.assert_close(e.logits, model(x))
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+
+
+def test_functional_batch_norm_in_training_mode_is_refused() -> None:
+    class Training(FunctionalBatchNorm):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.batch_norm(self.conv(x), self.running_mean, self.running_var, training=True)
+            return self.fc(x.mean((2, 3)))
+
+    with pytest.raises(UnsupportedOpError, match="batch_norm in training mode.*training=False"):
+        prepare(Training())

@@ -259,3 +259,23 @@ def test_default_rules_are_the_recorded_tune_winner() -> None:
     cfg = load_config()
     assert cfg.rules == doc["winner"]["rules"]
     assert cfg.bias == doc["winner"]["rule_options"]["bias"]
+
+
+def test_digest_covers_the_bytes_of_the_weights_and_model_files(tmp_path: Path) -> None:
+    """Same paths, other bytes: another digest (so --resume and lrp merge refuse the mix)."""
+    import os
+
+    from conftest import write_tiny_model
+
+    config = write_tiny_model(tmp_path / "m")
+    first = load_config(config)
+    assert set(first.file_digests()) == {"weights", "python"}
+    digest = first.digest()
+    assert load_config(config).digest() == digest
+    write_tiny_model(tmp_path / "m", seed=1)  # other weights, same file name
+    os.utime(tmp_path / "m" / "tiny.pth", ns=(1, 1))  # the cache key sees the change even within a second
+    retrained = load_config(config).digest()
+    assert retrained != digest
+    code = tmp_path / "m" / "model.py"
+    code.write_text(code.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    assert load_config(config).digest() not in (digest, retrained)

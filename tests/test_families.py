@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import calibrate, calibrated
+from conftest import assert_family_explained_and_conserves, calibrate, calibrated
 
 from lrpcli import Explainer, explain, prepare
 from lrpcli.models.registry import torchvision_classifiers
@@ -61,26 +61,7 @@ def _model(name: str, size: int, kwargs: dict[str, object]) -> torch.nn.Module:
 
 @pytest.mark.parametrize(("name", "size", "kwargs"), [f[:3] for f in FAMILIES], ids=[f[0] for f in FAMILIES])
 def test_family_is_explained_and_conserves(name: str, size: int, kwargs: dict[str, object]) -> None:
-    model = _model(name, size, kwargs)
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        reference = model(x)
-
-    e = explain(model, x, "epsilon_plus_flat")
-    torch.testing.assert_close(e.logits, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max()))
-    assert torch.isfinite(e.relevance).all()
-    assert float(e.relevance.abs().max()) > 0
-    assert float(e.ledger.relative_error().max()) <= 1e-5
-    # the heatmap's total differs from f(x) by exactly what the ledger names, step by step
-    named = e.ledger.absorbed()
-    torch.testing.assert_close(e.ledger.pixels + named, e.ledger.output, rtol=1e-5, atol=0)
-
-    # bias-free LRP-0 (ε = 0 everywhere): the pixels carry f(x) itself
-    e0 = explain(model, x, {"conv": "lrp0", "linear": "lrp0"}, ignore_bias=True, stabilizer=0.0)
-    assert torch.isfinite(e0.relevance).all()
-    rel = (e0.ledger.pixels - e0.ledger.output).abs() / e0.ledger.output.abs()
-    assert float(rel.max()) <= 1e-5, rel.tolist()
-    assert float(e0.ledger.relative_error().max()) <= 1e-5
+    assert_family_explained_and_conserves(_model(name, size, kwargs), size)
 
 
 def test_layer_norm_and_attention_are_linearised_not_passed() -> None:

@@ -84,3 +84,17 @@ def test_png_text_roundtrip_and_never_blocks(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo.png")  # a plain open() for reading would wait for a writer forever
     assert files.png_text(tmp_path / "fifo.png") == {}
     assert files.png_text(tmp_path / "missing.png") == {}
+
+
+def test_remove_stale_temporaries_removes_only_what_atomic_write_leaves(tmp_path: Path) -> None:
+    from lrpcli.io.files import remove_stale_temporaries
+
+    stale = tmp_path / "a" / ".img.heatmap.png.0123456789ab.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a png")
+    keep = [tmp_path / "a" / "img.heatmap.png", tmp_path / ".hidden.tmp", tmp_path / "a" / ".x.png.short.tmp"]
+    for path in keep:
+        path.write_bytes(b"x")
+    write_png(tmp_path / "a" / "new.png", np.zeros((2, 2, 3), dtype=np.uint8))
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert not stale.exists() and all(p.exists() for p in keep)

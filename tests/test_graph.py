@@ -177,3 +177,94 @@ def test_starting_lrp_does_not_import_torchvision() -> None:
         "assert 'qkv_bias' in FUNCTIONS[shifted_window_attention]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class FusedAttention(nn.Module):
+    """timm's ViT attention in miniature: optional forward arguments, (q, k, v) stacked in front of the
+    batch and unbound, F.scaled_dot_product_attention."""
+
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.embed = nn.Linear(3, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.head = nn.Linear(dim, 4)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        t = self.embed(x.flatten(2).transpose(1, 2))  # (B, N, C)
+        b, n, c = t.shape
+        q, k, v = self.qkv(t).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if is_causal:  # control flow on an optional argument: traced at its default
+            attn_mask = None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+        t = t + self.proj(y.transpose(1, 2).reshape(b, n, c))
+        return self.head(t.mean(1))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])  # 3: as many images as stacked (q, k, v)
+def test_fused_attention_with_optional_arguments_closes_and_conserves(batch: int) -> None:
+    torch.manual_seed(0)
+    model = FusedAttention().eval()
+    program = prepare(model)
+    assert [s.op for s in program.steps if s.kind == "input"] == ["input"]
+    assert [s.frozen.name for s in program.steps if s.kind == "frozen"] == ["attention"]
+    x = torch.randn(batch, 3, 4, 4)
+    e = explain(model, x, "epsilon")
+    with torch.no_grad():
+        torch.testing.assert_close(e.logits, model(x))
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+    e0 = explain(model, x, {"linear": "lrp0"}, ignore_bias=True, stabilizer=0.0)
+    torch.testing.assert_close(e0.ledger.pixels, e0.ledger.output, rtol=1e-5, atol=0)
+
+
+def test_a_second_input_without_default_is_refused() -> None:
+    class TwoInputs(nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return (x + y).flatten(1)
+
+    with pytest.raises(UnsupportedOpError, match="a second input 'y'.*need a default"):
+        prepare(TwoInputs())
+
+
+def test_efficient_channel_attention_gate_seen_through_view_and_expand_as() -> None:
+    """timm's ECA: ``x * sigmoid(conv1d(mean(x))).view(...).expand_as(x)`` is signal × gate."""
+
+    class Eca(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.gate_conv, self.fc = nn.Conv2d(3, 4, 3), nn.Conv1d(1, 1, 3, padding=1), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.conv(x))
+            y = self.gate_conv(x.mean((2, 3)).view(x.shape[0], 1, -1)).sigmoid()
+            x = x * y.view(x.shape[0], -1, 1, 1).expand_as(x)
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Eca().eval()
+    assert [s.kind for s in prepare(model).steps if s.op == "mul"] == ["gate"]
+    e = explain(model, torch.randn(2, 3, 8, 8), "epsilon_plus_flat")
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+
+
+def test_constant_powers_are_element_wise_and_signal_exponents_are_refused() -> None:
+    """StarReLU (MetaFormer): ``s · relu(x)² + b``, written with ``**``, ``pow`` and ``square``."""
+
+    class Star(nn.Module):
+        def __init__(self, exponent_from_input: bool = False) -> None:
+            super().__init__()
+            self.conv, self.fc, self.live = nn.Conv2d(3, 4, 3), nn.Linear(4, 2), exponent_from_input
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x)
+            x = 0.8 * torch.relu(x) ** 2 + torch.pow(x, 3) + x.square() - 0.1
+            if self.live:
+                x = torch.pow(2.0, x)
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    e = explain(Star().eval(), torch.randn(2, 3, 8, 8), "epsilon")
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+    with pytest.raises(UnsupportedOpError, match="pow"):
+        prepare(Star(exponent_from_input=True))

@@ -23,7 +23,8 @@ ALLOWED = {
     "run": {"run", "config", "models", "io", "core"},
     "evaluation": {"evaluation", "run", "config", "models", "io", "core"},
     "tuning": {"tuning", "evaluation", "run", "config", "models", "io", "core"},
-    "cli": {"cli", "tuning", "evaluation", "run", "config", "models", "io", "core"},
+    "audit": {"audit", "run", "config", "models", "io", "core"},
+    "cli": {"cli", "tuning", "evaluation", "audit", "run", "config", "models", "io", "core"},
 }
 SHARED = {"lrpcli", "lrpcli.hints", "lrpcli.lazy"}
 MAX_LINES = 450

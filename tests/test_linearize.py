@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from lrpcli import explain
-from lrpcli.core.linearize import AttentionLin, from_module
+from lrpcli.core.linearize import AttentionLin, ScaledDotProductAttentionLin, from_module
 
 EPS = 1e-6
 
@@ -81,3 +83,45 @@ def test_attention_rule_matches_the_explicit_matrix_and_sends_nothing_through_qu
         ref = _epsilon_reference(z.reshape(tokens * dim, tokens * dim), y_module[n], r)
         torch.testing.assert_close(e.relevance[n].flatten(), ref, rtol=1e-9, atol=1e-12)
     assert float(e.ledger.relative_error().max()) <= 1e-9
+
+
+@pytest.mark.parametrize(("mask", "causal", "scale"), [("none", False, None), ("float", False, 0.3),
+                                                       ("bool", False, None), ("none", True, None)])  # fmt: skip
+def test_scaled_dot_product_attention_matches_torch_and_is_linear_in_the_values(
+    mask: str, causal: bool, scale: float | None
+) -> None:
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    m = {"none": None, "float": torch.randn(5, 5, generator=g, dtype=torch.float64),
+         "bool": torch.rand(5, 5, generator=g) > 0.3}[mask]  # fmt: skip
+    if m is not None and m.dtype == torch.bool:
+        m[:, 0] = True  # every query attends to something
+    lin = ScaledDotProductAttentionLin(causal, scale, False)
+    y, weights = lin.run((q, k, v, m), bias_free=False)
+    torch.testing.assert_close(y, F.scaled_dot_product_attention(q, k, v, attn_mask=m, is_causal=causal, scale=scale))
+    v2 = torch.randn_like(v)
+    torch.testing.assert_close(lin.apply(2 * v - 3 * v2, weights, False), 2 * y - 3 * lin.apply(v2, weights, False))
+
+
+@pytest.mark.parametrize("functional", [True, False])
+def test_rms_norm_equals_torch_and_closes_the_ledger(functional: bool) -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.norm, self.head = nn.Linear(4, 6), nn.RMSNorm(6, eps=1e-6), nn.Linear(6, 3)
+            nn.init.uniform_(self.norm.weight, 0.5, 1.5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = self.embed(x)
+            t = F.rms_norm(t, (6,), self.norm.weight, 1e-6) if functional else self.norm(t)
+            return self.head(t.mean(1))
+
+    torch.manual_seed(0)
+    model, x = Net().eval(), torch.randn(2, 5, 4)
+    e = explain(model, x, "epsilon")
+    with torch.no_grad():
+        torch.testing.assert_close(e.logits, model(x))
+    assert any(en.rule.startswith("rms_norm") for en in e.ledger.entries)
+    assert float(e.ledger.relative_error().max()) <= 1e-5
+    e0 = explain(model, x, {"linear": "lrp0"}, ignore_bias=True, stabilizer=0.0)
+    torch.testing.assert_close(e0.ledger.pixels, e0.ledger.output, rtol=1e-5, atol=0)

@@ -108,7 +108,7 @@ def test_requested_target(explainer: Explainer, tmp_path: Path) -> None:
 
 def test_work_runs_in_pools(explainer: Explainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, set[str]] = {"load": set(), "write": set()}
-    load, write = Pipeline._load, Pipeline._write
+    load, write = Pipeline.load, Pipeline.write
 
     def spy_load(self: Pipeline, item: ImageInput) -> Any:
         seen["load"].add(threading.current_thread().name)
@@ -118,8 +118,8 @@ def test_work_runs_in_pools(explainer: Explainer, tmp_path: Path, monkeypatch: p
         seen["write"].add(threading.current_thread().name)
         return write(self, *args)
 
-    monkeypatch.setattr(Pipeline, "_load", spy_load)
-    monkeypatch.setattr(Pipeline, "_write", spy_write)
+    monkeypatch.setattr(Pipeline, "load", spy_load)
+    monkeypatch.setattr(Pipeline, "write", spy_write)
     run(explainer, make_images(tmp_path / "imgs", 6), tmp_path / "out", batch_size=2, workers=2)
     assert seen["load"] and all(name.startswith("lrp-load") for name in seen["load"])
     assert seen["write"] and all(name.startswith("lrp-write") for name in seen["write"])
@@ -128,7 +128,7 @@ def test_work_runs_in_pools(explainer: Explainer, tmp_path: Path, monkeypatch: p
 def test_pending_work_is_bounded(explainer: Explainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Slow disks must not make results pile up in memory: images explained but not yet emitted
     (their relevance and entries held in memory) never exceed the emitter's limit."""
-    write = Pipeline._write
+    write = Pipeline.write
     put = _Emitter.put
     state = {"accepted": 0, "emitted": 0, "peak": 0}
     lock = threading.Lock()
@@ -147,7 +147,7 @@ def test_pending_work_is_bounded(explainer: Explainer, tmp_path: Path, monkeypat
         with lock:
             state["emitted"] += 1
 
-    monkeypatch.setattr(Pipeline, "_write", slow_write)
+    monkeypatch.setattr(Pipeline, "write", slow_write)
     monkeypatch.setattr(_Emitter, "put", counting_put)
     inputs = make_images(tmp_path / "imgs", 30)
     plans = plan_outputs(inputs, tmp_path / "out")

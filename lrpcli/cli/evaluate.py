@@ -21,6 +21,7 @@ from lrpcli.cli.options import (
     PathsArgument,
     QuietOption,
 )
+from lrpcli.cli.scale_options import ShardOption
 from lrpcli.core.preset_names import PRESET_NAMES
 from lrpcli.evaluation.choices import BASELINES, DEFAULT_BASELINES, ORDERS, PERTURBATIONS, OrderName, PerturbationName
 
@@ -108,6 +109,7 @@ def evaluate(
     quiet: QuietOption = False,
     overwrite: OverwriteOption = False,
     allow_python: AllowPythonOption = None,
+    shard: ShardOption = None,
 ) -> None:
     """Pixel-flipping faithfulness: perturb patches in relevance order, write AOPC and curves.
 
@@ -142,5 +144,6 @@ def evaluate(
             quiet=quiet,
             overwrite=overwrite,
             allow_python=list(allow_python or []),
+            shard=shard,
         ),
     )

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.text import Text
 
 from lrpcli.cli.documents import write_document
+from lrpcli.cli.explain_scale import shard_option
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Fail, error
 from lrpcli.cli.loading import (
     check_python_allowed,
@@ -65,6 +66,7 @@ from lrpcli.io.preprocess import pixel_bounds, preprocess
 from lrpcli.models.sources import describe
 from lrpcli.models.spec import LoadedModel
 from lrpcli.run.entries import now
+from lrpcli.run.shards import take_shard
 
 __all__ = ["parse_names", "run_evaluate"]
 
@@ -166,12 +168,14 @@ def run_evaluate(
     quiet: bool,
     overwrite: bool,
     allow_python: list[Path] | None = None,
+    shard: str | None = None,
 ) -> int:
     """Run ``lrp evaluate``; returns the exit code (usage and model errors raise ``_Fail``).
 
     ``seed`` (``None``: the config's ``model.seed``) seeds the noise, the random orders and a
     model built without weights alike."""
     started_at, started = now(), time.perf_counter()
+    part = shard_option(shard)
     cfg = load_cli_config(config, {}, seed=seed)
     seed = cfg.model.seed
     check_python_allowed(console, cfg, allow_python or [])
@@ -187,6 +191,8 @@ def run_evaluate(
     settings = FlipSettings(patch, steps, perturbation, order, random_runs, seed, batch_size)
     grid = _grid(cfg.preprocess.crop, patch, steps)
     inputs = _inputs(console, paths, out, overwrite)
+    found = len(inputs)
+    inputs = [inputs[i] for i in take_shard(inputs, part)]  # --shard K/N: this shard's inputs only
     dev = resolve_device(device)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -239,6 +245,8 @@ def run_evaluate(
         started_at=started_at, duration=finished, entries=entries, summary=summary, inputs=len(inputs),
         evaluated=len(results), exit_code=code, comparisons=comparisons, sanity=sanity_doc,
     )  # fmt: skip
+    if part is not None:
+        doc["run"]["shard"] = {**part.to_dict(), "inputs": len(inputs), "all_inputs": found}
     write_document(out / EVALUATION_JSON, doc, to_stdout=json_out)
     if not quiet and results:
         console.print(ranking_table(summary, order, len(results)))

@@ -16,6 +16,7 @@ import typer
 from lrpcli.cli.app import app
 from lrpcli.cli.command import Command, examples
 from lrpcli.cli.errors import exit_with, stderr_console
+from lrpcli.cli.scale_options import BackendChoice, BackendOption, RayAddressOption, ShardOption
 from lrpcli.cli.options import (
     AllowPythonOption,
     CompositeOption,
@@ -147,6 +148,14 @@ def explain(
     legend: Annotated[
         bool, typer.Option("--legend", help="Add a colour bar with the scale and what the colours mean.")
     ] = False,
+    html: Annotated[
+        bool,
+        typer.Option(
+            "--html",
+            help="Also write index.html: a gallery of the run (thumbnails, classes, pixel shares; "
+            "filter and sort) that opens from the folder, no server needed.",
+        ),
+    ] = False,
     smooth: Annotated[
         float | None,
         typer.Option(
@@ -187,6 +196,9 @@ def explain(
     ] = False,
     allow_python: AllowPythonOption = None,
     seed: SeedOption = None,
+    shard: ShardOption = None,
+    backend: BackendOption = BackendChoice.local,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Explain images: write heatmaps, overlays and report.json into --out.
 
@@ -224,9 +236,13 @@ def explain(
         percentile=percentile,
         mode=mode,
         legend=legend,
+        html=html,
         smooth=smooth,
         composites=composites,
         ledger=ledger,
+        shard=shard,
+        backend=backend.value,
+        ray_address=ray_address,
     )
     previous = _install_signal_handlers(stop)
     try:

@@ -49,9 +49,13 @@ class ExplainOptions:
     percentile: float | None = None
     mode: str | None = None
     legend: bool = False
+    html: bool = False  # --html: index.html, the run's gallery (lrpcli.audit.gallery)
     smooth: float | None = None
     composites: str | None = None
     ledger: str | None = None
+    shard: str | None = None  # --shard K/N | auto | auto/N (lrpcli.run.shards)
+    backend: str = "local"  # --backend local|ray
+    ray_address: str | None = None
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -21,8 +21,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from lrpcli.cli.audit_run import write_explain_html
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Fail, warn
 from lrpcli.cli.explain_options import ExplainOptions, composite_list, parse_target, render_overrides
+from lrpcli.cli.explain_scale import PipelineFactory, check_backend, explainers, ray_runner, shard_option
 from lrpcli.cli.explain_output import EtaColumn, RateColumn, log_entry, log_summary, print_report, write_stdout
 from lrpcli.cli.loading import (
     check_python_allowed,
@@ -30,7 +32,6 @@ from lrpcli.cli.loading import (
     input_paths,
     load_cli_config,
     load_cli_model,
-    make_explainer,
     preset_name,
     resolve_device,
 )
@@ -41,9 +42,12 @@ from lrpcli.io.render import get_cmap
 from lrpcli.models.sources import describe
 from lrpcli.models.spec import LoadedModel
 from lrpcli.run.entries import ImageEntry, config_digest, now, run_header, tool_versions
-from lrpcli.run.outputs import REPORT_NAME, OutputConflict, OutputPaths, plan_outputs
+from lrpcli.io.files import remove_stale_temporaries
+from lrpcli.run.journal import Journal
+from lrpcli.run.outputs import JOURNAL_NAME, REPORT_NAME, OutputConflict, OutputPaths, plan_outputs
 from lrpcli.run.pipeline import Pipeline, RunSettings
-from lrpcli.run.report import ReportWriter, jsonl_line
+from lrpcli.run.report import ReportWriter, json_safe, jsonl_line
+from lrpcli.run.shards import take_shard
 from lrpcli.run.resume import ResumeError, ResumeState, load_previous
 
 __all__ = ["ExplainOptions", "run_explain"]
@@ -61,6 +65,8 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
             "--resume and --overwrite cannot be combined: --resume keeps finished outputs, "
             "--overwrite redoes them; choose one",
         )
+    shard = shard_option(o.shard)
+    check_backend(o)
     paths = input_paths(o.paths, "explain")
     if o.null and "-" not in paths:
         raise Fail(EXIT_USAGE, "--null applies to paths read from standard input; add - to the paths")
@@ -86,7 +92,10 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
 
     out: Path = o.out
     inputs = discover_inputs(console, paths, out, null=o.null)
-    resuming = bool(o.resume) and (out / REPORT_NAME).exists()
+    found = len(inputs)
+    numbers = take_shard(inputs, shard)  # each input's index among all found (--shard: before sharding)
+    inputs = [inputs[i] for i in numbers]
+    resuming = bool(o.resume) and ((out / REPORT_NAME).exists() or (out / JOURNAL_NAME).exists())
     try:  # resuming from a matching report: outputs of images not finished may be replaced
         plans = plan_outputs(
             inputs, out, save_npy=o.save_npy, compare=bool(compared), overwrite=o.overwrite or resuming
@@ -94,6 +103,8 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     except OutputConflict as exc:
         raise Fail(EXIT_USAGE, str(exc)) from None
     state = _previous_run(console, out, inputs, plans, cfg, o) if resuming else None
+    if resuming:
+        remove_stale_temporaries(out)  # what a killed run was writing when it died
     todo = state.todo() if state is not None else list(range(len(inputs)))
     device = resolve_device(o.device)
     if state is not None and not todo:
@@ -105,14 +116,7 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
         console.print(Text(f"loading {describe(cfg.model)} on {device}", style="dim"))
     loaded = load_cli_model(cfg, device)
     target = parse_target(o.target, loaded.categories)
-    explainer = make_explainer(loaded, cfg)
-    others: list[tuple[str, Explainer]] = []  # --composites after the first: drawn beside it
-    for name in compared[1:]:
-        if name == "config":  # the config's own rules (cfg's were replaced by the first preset)
-            base = load_cli_config(o.config, {k: v for k, v in overrides.items() if k != "rules"}, seed=o.seed)
-            others.append((name, make_explainer(loaded, base)))
-        else:
-            others.append((name, make_explainer(loaded, cfg, name)))
+    explainer, others = explainers(o, cfg, loaded, overrides, compared)  # others: --composites after the first
 
     # -- run ------------------------------------------------------------------------------------
     try:
@@ -134,8 +138,15 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     run_info = _run_info(cfg, loaded, explainer, device, out, o, settings)
     if state is not None:
         run_info["resumed"] = _resumed_info(state)
-    writer = ReportWriter(out / REPORT_NAME, run_info, inputs=len(inputs), tolerance=cfg.report.tolerance)
+    if shard is not None:
+        run_info["shard"] = {**shard.to_dict(), "inputs": len(inputs), "all_inputs": found}
     pipeline = Pipeline(explainer, loaded.categories, settings, out_dir=out, device=device, comparisons=others, main_name=compared[0] if compared else "")
+    runner: Any = pipeline
+    if o.backend == "ray":
+        runner = ray_runner(PipelineFactory(o, overrides, compared, settings, out))
+        run_info["backend"] = runner.describe()
+    writer = ReportWriter(out / REPORT_NAME, run_info, inputs=len(inputs), tolerance=cfg.report.tolerance)
+    journal = Journal.open(out, json_safe(run_info), len(inputs), resume=resuming)
     started = time.perf_counter()
     stdout_ok = [True]
     stop_noted = [False]
@@ -156,13 +167,15 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     def add_reused(before: int) -> None:
         if state is not None:
             for old in state.entries_before(before):
+                old.index = numbers[old.index]
                 writer.add(old, reused=True)
 
     def emit(entry: ImageEntry) -> None:
-        if state is not None:  # the pipeline numbers the images it was given; restore the input order
-            entry.index = todo[entry.index]
-            add_reused(entry.index)
+        local = todo[entry.index]  # the pipeline numbers the images it was given; restore the input order
+        add_reused(local)
+        entry.index = numbers[local]
         writer.add(entry)
+        journal.append(entry.to_dict())  # its files are in place: a killed run keeps it
         if o.jsonl_out and stdout_ok[0]:
             write_stdout(jsonl_line(entry.to_dict()) + "\n", stdout_ok)
             if not stdout_ok[0]:  # the reader has what it wanted (``| head -1``): launch no more work
@@ -182,10 +195,12 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     try:
         with progress:
             if not interrupted:
-                outcome = pipeline.run([inputs[i] for i in todo], [plans[i] for i in todo], emit, stop)
+                outcome = runner.run([inputs[i] for i in todo], [plans[i] for i in todo], emit, stop)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        if runner is not pipeline:
+            runner.close()
         add_reused(len(inputs))
         if state is not None:
             state.close()
@@ -210,8 +225,12 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
                 elapsed_s=elapsed,
                 run_updates={"finished_at": now(), "duration_s": elapsed},
             )
+            journal.remove()  # report.json holds its entries now
         finally:
+            journal.close()
             writer.close()
+    if o.html:
+        write_explain_html(console, out, quiet)
     if o.json_out:
         print_report(out)
     log_summary(console, summary, out, quiet)
@@ -274,9 +293,12 @@ def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o:
             elapsed_s=elapsed,
             run_updates={"finished_at": now(), "duration_s": elapsed},
         )
+        (out / JOURNAL_NAME).unlink(missing_ok=True)  # report.json holds its entries now
     finally:
         writer.close()
         state.close()
+    if o.html:
+        write_explain_html(console, out, o.quiet)
     if o.json_out:
         print_report(out)
     log_summary(console, summary, out, o.quiet)
@@ -321,6 +343,8 @@ def _run_info(
             "overwrite": o.overwrite,
             "resume": o.resume,
             "composites": o.composites,
+            "shard": o.shard,
+            "backend": o.backend,
         },
         "out_dir": out.as_posix(),
     }

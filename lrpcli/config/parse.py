@@ -125,6 +125,8 @@ def _parse_model(c: Checker, value: Any, base_dir: Path) -> ModelSpec | None:
         c.error("model", f"expected a mapping naming the model source, got {show(value)}")
         return None
     sources = [s for s in SOURCES if s in value]
+    # 'file' names a source of its own and is a key of others ('timm: NAME, file: CHECKPOINT')
+    sources = [s for s in sources if not any(s in SOURCES[o].keys for o in sources if o != s)] or sources
     if len(sources) != 1:
         what = "several sources: " + ", ".join(sources) if sources else "no source"
         examples = [source.example for source in SOURCES.values()]

@@ -6,10 +6,13 @@ The file format (sections, keys, defaults) is documented in :mod:`lrpcli.config`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +24,7 @@ from lrpcli.io.preprocess import Preprocess
 from lrpcli.io.render import RenderSettings
 from lrpcli.models.sources import source_of
 from lrpcli.models.spec import ModelSpec
+from lrpcli.models.weights import sha256_file
 
 __all__ = [
     "CONFIG_VERSION",
@@ -152,10 +156,35 @@ class Config:
             self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None
         )
 
+    def file_digests(self) -> dict[str, str | None]:
+        """SHA-256 of the bytes of the files the model section names (its weights file and a
+        ``python:`` model's code); ``None`` for a file that cannot be read."""
+        files = {"weights": self.model.path, "python": self.model.code}
+        return {key: _file_sha256(path) for key, path in files.items() if path is not None}
+
     def digest(self) -> str:
-        """SHA-256 of the resolved config (canonical JSON): identical settings, identical digest."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        """SHA-256 of the resolved config (canonical JSON) and of the bytes of the files it names
+        (:meth:`file_digests`): identical settings and files, identical digest."""
+        data = {"config": self.to_dict(), "files": self.file_digests()}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def _file_sha256(path: Path) -> str | None:
+    """``sha256_file``, computed once per file version (path, size, modification time)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    try:
+        return _cached_sha256(os.path.realpath(path), info.st_size, info.st_mtime_ns)
+    except OSError:
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -3,8 +3,9 @@
 Every pass is here, in the order :func:`build_program` runs them:
 
 1. zero padding that feeds only a convolution is folded into it (``Affine.pre_pad``);
-2. each eval-mode BatchNorm directly after a conv/dense layer is folded into its weights; one
-   that cannot be folded becomes a per-channel affine step of its own;
+2. each eval-mode BatchNorm (module, or ``F.batch_norm`` with constant statistics as in timm's
+   ``BatchNormAct2d``) directly after a conv/dense layer is folded into its weights; one that
+   cannot be folded becomes a per-channel affine step of its own;
 3. affine layers whose input is provably non-negative (after a ReLU, pooling of it, ...) are
    marked (rules then skip the ``W⁻`` passes);
 4. functional layers with constant weights (``F.linear``, ``F.conv*``, ``F.layer_norm``,
@@ -26,9 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import linearize
-from .graph import classify_model
-from .layers import Affine, fold_batchnorm, from_batchnorm
-from .ops import BATCHNORM_MODULES, NONNEG_OPS, SIGN_KEEPING_OPS
+from .graph import BATCH_NORM_ARGS, classify_model
+from .layers import Affine, BatchNormStats, FunctionalBatchNorm, fold_batchnorm, from_batchnorm
+from .ops import NONNEG_OPS, SIGN_KEEPING_OPS
 from .program import Analysis, Program, Ref, Step, StepKind, UnsupportedOpError, refs_in
 
 __all__ = ["build_program", "fingerprint", "prepare"]
@@ -117,37 +118,77 @@ def _fold_padding(program: Program) -> None:
         program.canonizations.append(note)
 
 
+def _batchnorm_of(program: Program, step: Step, modules: dict[str, nn.Module]) -> tuple[BatchNormStats, str]:
+    """The statistics of a ``batchnorm`` step and its name: the module, or ``F.batch_norm``'s constants."""
+    if step.fn is not F.batch_norm:
+        bn = modules[str(step.module)]
+        return bn, type(bn).__name__  # type: ignore[return-value]
+    bound = dict(zip(BATCH_NORM_ARGS, step.args)) | step.kwargs
+    stats = {k: _const_value(program, bound.get(k)) for k in ("running_mean", "running_var", "weight", "bias")}
+    eps = float(_const_value(program, bound.get("eps", 1e-5)))
+    return FunctionalBatchNorm(**stats, eps=eps), "batch_norm"
+
+
 def _fold_batchnorm(program: Program, modules: dict[str, nn.Module]) -> None:
-    """Fold each eval-mode BatchNorm that directly follows a conv/dense layer (its only user) into it."""
+    """Fold each eval-mode BatchNorm (module or ``F.batch_norm``) that directly follows a conv/dense
+    layer (its only user) into it; any other becomes a per-channel affine step."""
     users = _users(program)
     for step in program.steps:
-        if step.kind is not StepKind.PASS or step.module is None or not isinstance(modules.get(step.module), BATCHNORM_MODULES):
+        if step.kind is not StepKind.BATCHNORM:
             continue
-        bn = modules[step.module]
+        bn, bn_name = _batchnorm_of(program, step, modules)
+        step.args, step.kwargs = step.args[:1], {}
         src = program.steps[step.args[0].index] if step.args and isinstance(step.args[0], Ref) else None
+        # shape queries of the layer's output (timm asserts its rank) read the folded output just as well
         if src is None or src.kind is not StepKind.AFFINE or src.affine is None or src.affine.kind == "scale" or (
-            users[src.index] != [step.index]
+            [u for u in users[src.index] if program.steps[u].live] != [step.index]
         ):
             try:
-                step.affine = from_batchnorm(bn)  # type: ignore[arg-type]
+                step.affine = from_batchnorm(bn)
             except ValueError as exc:
                 raise UnsupportedOpError(step.op, step.name, step.module, str(exc)) from exc
-            step.kind, step.affine_type, step.rule_name = StepKind.AFFINE, type(bn).__name__, ""
+            step.kind, step.affine_type, step.rule_name = StepKind.AFFINE, bn_name, ""
             step.fn = lambda x, a=step.affine: a.forward(x, None, a.bias)
-            note = f"{step.module}: BatchNorm not directly after a conv/dense layer, kept as a per-channel affine layer"
+            note = (
+                f"{step.module or step.name}: BatchNorm not directly after a conv/dense layer, "
+                "kept as a per-channel affine layer"
+            )
             step.notes.append(note)
             program.canonizations.append(note)
             continue
-        folded = fold_batchnorm(src.affine, bn)  # type: ignore[arg-type]
-        step.kind, step.affine, step.affine_type, step.rule_name = StepKind.AFFINE, folded, src.affine_type, ""
-        step.fn = lambda x, a=folded: a.forward(x, None, a.bias)
-        step.args = src.args
-        step.op = f"{src.affine_type}+{type(bn).__name__}"
-        note = f"folded {step.module} into {src.module}"
-        step.notes = src.notes + [note]
-        step.module = src.module
-        src.kind, src.args, src.kwargs = StepKind.DEAD, (), {}
+        # the layer's step computes the folded map (under the BatchNorm's name, as the ledger knows it)
+        # and the BatchNorm's users read it from there
+        folded = fold_batchnorm(src.affine, bn)
+        note = f"folded {step.module or step.name} into {src.module or src.name}"
+        src.affine, src.name, src.op = folded, step.name, f"{src.affine_type}+{bn_name}"
+        src.fn = lambda x, a=folded: a.forward(x, None, a.bias)
+        src.notes.append(note)
+        _redirect(program, users, step.index, src.index)
+        step.kind, step.args, step.kwargs = StepKind.DEAD, (), {}
         program.canonizations.append(note)
+
+
+def _redirect(program: Program, users: dict[int, list[int]], old: int, new: int) -> None:
+    """Make every reference to step ``old`` refer to step ``new`` (``users`` updated to match)."""
+    env: dict[int, Ref] = {old: Ref(new)}
+    for u in dict.fromkeys(users[old]):
+        s = program.steps[u]
+        s.args, s.kwargs = _rename(s.args, env), _rename(s.kwargs, env)
+    users[new] = [u for u in users[new] if u != old] + users[old]
+    users[old] = []
+
+
+def _rename(obj: Any, env: dict[int, Ref]) -> Any:
+    """``obj`` with the references in ``env`` replaced (nested tuples, lists, dicts, slices)."""
+    if isinstance(obj, Ref):
+        return env.get(obj.index, obj)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_rename(o, env) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _rename(v, env) for k, v in obj.items()}
+    if isinstance(obj, slice):
+        return slice(*_rename((obj.start, obj.stop, obj.step), env))
+    return obj
 
 
 # --------------------------------------------------------------------------- 3: non-negative inputs
@@ -174,16 +215,21 @@ def _mark_nonnegative_inputs(program: Program, modules: dict[str, nn.Module]) ->
 # --------------------------------------------------------------------------- 4: functional layers
 
 
-def _const_value(program: Program, ref: Any) -> Any:
-    """Evaluate a constant (input-independent) argument at build time."""
-    if not isinstance(ref, Ref):
-        return ref
-    step = program.steps[ref.index]
+def _const_value(program: Program, obj: Any) -> Any:
+    """Evaluate a constant (input-independent) argument at build time (nested in tuples, lists,
+    dicts and slices too)."""
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_const_value(program, o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _const_value(program, v) for k, v in obj.items()}
+    if isinstance(obj, slice):
+        return slice(*_const_value(program, (obj.start, obj.stop, obj.step)))
+    if not isinstance(obj, Ref):
+        return obj
+    step = program.steps[obj.index]
     if step.kind is not StepKind.CONST:
         raise UnsupportedOpError(step.op, step.name, step.module, "weights computed from the input")
-    return step.fn(*[_const_value(program, a) for a in step.args], **{
-        k: _const_value(program, v) for k, v in step.kwargs.items()
-    })
+    return step.fn(*_const_value(program, step.args), **_const_value(program, step.kwargs))
 
 
 def _resolve_functional(program: Program) -> None:

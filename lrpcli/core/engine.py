@@ -105,6 +105,7 @@ class Explainer:
         self.analysis: Analysis = self.program.analysis  # type: ignore[assignment]
         self._plan_outputs()
         self._box = BoxBounds(self.program)
+        self._layouts: dict[tuple[Any, ...], dict[int, tuple[int, int]]] = {}
 
     def _plan_outputs(self) -> None:
         """Which affine outputs ``z`` the forward pass keeps, to save memory and passes.
@@ -238,8 +239,11 @@ class Explainer:
         return s.rule_name or s.kind.value, s.kind.reason
 
     # -- forward ------------------------------------------------------------------------------
-    def _forward(self, x: Tensor, bias_free: bool, keep: bool = True) -> tuple[Tensor, list[Any]]:
-        """Run the program; with ``keep`` save what each step's rule needs; ``bias_free`` zeroes biases."""
+    def _forward(
+        self, x: Tensor, bias_free: bool, keep: bool = True, shapes: list[Any] | None = None
+    ) -> tuple[Tensor, list[Any]]:
+        """Run the program; with ``keep`` save what each step's rule needs; ``bias_free`` zeroes
+        biases; ``shapes`` (a list as long as the program) receives every step's output shape."""
         steps, a = self.program.steps, self.analysis
         env: list[Any] = [None] * len(steps)
         saved: list[Any] = [None] * len(steps)
@@ -282,6 +286,8 @@ class Explainer:
                 elif keep and kind in (StepKind.NORM, StepKind.MIX):
                     saved[s.index] = (args, kwargs, out)
             env[s.index] = out
+            if shapes is not None:
+                shapes[s.index] = tuple(out.shape) if isinstance(out, Tensor) else None
             for r in s.refs():
                 if a.last_use[r.index] == s.index:
                     env[r.index] = None
@@ -292,6 +298,7 @@ class Explainer:
         """The reverse walk."""
         steps = self.program.steps
         n = x.shape[0]
+        layout = self._batch_layout(x)
         start = torch.zeros_like(logits)
         rows = torch.arange(n, device=logits.device)
         start[rows, targets] = logits[rows, targets]
@@ -316,14 +323,17 @@ class Explainer:
             distributed = None
             rule = s.rule_name
             if s.kind is StepKind.AFFINE:
-                contribs, (bias, stab, dropped, distributed), rule = self._affine(s, data, r, x)
+                contribs, absorbed, rule = self._affine(s, data, r, x)
+                bias, stab, dropped, distributed = (_per_image(s, v, n, layout) for v in absorbed)
             elif s.kind in (StepKind.NORM, StepKind.MIX):
-                contribs, (bias, stab, dropped) = self._norm(s, data, r)
+                contribs, absorbed = self._norm(s, data, r)
+                bias, stab, dropped = (_per_image(s, v, n, layout) for v in absorbed)
                 rule = self._fixed_rule(s)[0]
             elif s.kind is StepKind.MOVE:
-                contribs, bias = self._move(s, data, r)
+                contribs, bias = self._move(s, data, r, n)
             elif s.kind is StepKind.FROZEN:
-                contribs, (bias, stab, dropped) = self._frozen(s, data, r)
+                contribs, absorbed = self._frozen(s, data, r)
+                bias, stab, dropped = (_per_image(s, v, n, layout) for v in absorbed)
                 rule = f"{s.frozen.describe()}, epsilon={self.composite.norm_stabilizer}"  # type: ignore[union-attr]
             elif s.kind is StepKind.SELECT:
                 src, k = s.args[0], s.args[1]
@@ -344,7 +354,7 @@ class Explainer:
                 if c is None:
                     continue
                 # relevance passed on unchanged keeps its sum
-                part = known[0] if known else r_out if c is r else psum(c)
+                part = known[0] if known else r_out if c is r else _image_sums(idx, c, n, layout)
                 r_in = r_in + part
                 rel[idx] = c if rel[idx] is None else rel[idx] + c
                 rsum[idx] = part if rsum[idx] is None else rsum[idx] + part
@@ -356,6 +366,27 @@ class Explainer:
         precision = [str(x.dtype)[6:]] * n
         ledger = Ledger(output=output, pixels=psum(pixels), entries=entries, precision=precision)
         return Explanation(relevance=pixels, logits=logits, targets=targets, ledger=ledger, redone=[None] * n)
+
+    def _batch_layout(self, x: Tensor) -> dict[int, tuple[int, int]]:
+        """The steps whose output does not hold one image per row, as ``step → (batch dimension,
+        rows per image)``: timm's attention permutes ``(q, k, v)`` in front of the batch, window
+        attention merges windows into it. Found once per input shape by running the program on
+        one and on two copies of the first image and seeing which dimension grows."""
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        if key not in self._layouts:
+            one, two = [None] * len(self.program.steps), [None] * len(self.program.steps)
+            with torch.no_grad():
+                self._forward(x[:1], False, keep=False, shapes=one)
+                self._forward(x[:1].expand(2, *x.shape[1:]).contiguous(), False, keep=False, shapes=two)
+            found: dict[int, tuple[int, int]] = {}
+            for i, (a, b) in enumerate(zip(one, two)):
+                if a is None or b is None or len(a) != len(b):
+                    continue
+                grown = [d for d in range(len(a)) if a[d] != b[d]]
+                if len(grown) == 1 and b[grown[0]] == 2 * a[grown[0]] and (grown[0], a[grown[0]]) != (0, 1):
+                    found[i] = (grown[0], a[grown[0]])
+            self._layouts[key] = found
+        return self._layouts[key]
 
     def _affine(self, s: Step, data: Any, r: Tensor, x0: Tensor) -> tuple[list[Any], Any, str]:
         xin, z = data
@@ -397,12 +428,13 @@ class Explainer:
             bias = psum(sig * (y - s.fn(*zeroed, **kwargs)))
         return contribs, (bias, stab, dropped)
 
-    def _move(self, s: Step, data: Any, r: Any) -> tuple[list[Any], Tensor]:
-        """Relevance moved back through data movement; a constant moved in (a class token) acts as a bias."""
+    def _move(self, s: Step, data: Any, r: Any, n: int) -> tuple[list[Any], Tensor]:
+        """Relevance moved back through data movement (``n`` images); a constant moved in (a class
+        token) acts as a bias."""
         if isinstance(data, _Winners):  # winner takes all, through the indices kept by the forward pass
             flat = r.new_zeros(data.shape).flatten(2)
             flat.scatter_add_(2, data.indices.flatten(2), r.flatten(2))
-            return [(s.args[0].index, flat.view(data.shape))], torch.zeros(r.shape[0], dtype=torch.float64, device=r.device)
+            return [(s.args[0].index, flat.view(data.shape))], torch.zeros(n, dtype=torch.float64, device=r.device)
         args, kwargs = data
         leaves: list[tuple[int, Tensor]] = []
         consts: list[tuple[int, Tensor]] = []
@@ -416,7 +448,7 @@ class Explainer:
             else:
                 outs, grad_out = [out], [r]
             grads = torch.autograd.grad(outs, [t for _, t in leaves + consts], grad_out, allow_unused=True)
-        bias = torch.zeros(grad_out[0].shape[0], dtype=torch.float64, device=grad_out[0].device)
+        bias = torch.zeros(n, dtype=torch.float64, device=grad_out[0].device)
         for g in grads[len(leaves) :]:
             if g is not None:
                 bias = bias + (psum(g) if g.ndim and g.shape[0] == bias.shape[0] else g.sum().double())
@@ -435,6 +467,26 @@ class Explainer:
         bias = psum(sig * lin.apply(torch.zeros_like(xin), state, self.ignore_bias))
         return [(s.args[lin.signal].index, xin * grad)], (bias, stab, dropped)
 
+
+
+def _image_sums(index: int, t: Tensor, n: int, layout: dict[int, tuple[int, int]]) -> Tensor:
+    """Per-image sums of ``t``, shaped like step ``index``'s output (see ``Explainer._batch_layout``)."""
+    if index not in layout:
+        return psum(t)
+    return t.movedim(layout[index][0], 0).reshape(n, -1).sum(1).double()
+
+
+def _per_image(s: Step, rows: Tensor | None, n: int, layout: dict[int, tuple[int, int]]) -> Tensor | None:
+    """What a rule absorbed, summed per row of step ``s``'s output, as per-image sums."""
+    if rows is None or s.index not in layout:
+        return rows
+    dim, per_image = layout[s.index]
+    if dim != 0:
+        raise UnsupportedOpError(
+            s.op, s.name, s.module, f"its output has the batch in dimension {dim}, not 0; "
+            "rules need one image (or a whole number of rows per image) in the first dimension",
+        )  # fmt: skip
+    return rows.reshape(n, per_image).sum(1)
 
 
 #: kinds whose operands receive relevance as ``x · (...)`` or not at all (zero stays zero)

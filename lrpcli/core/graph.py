@@ -4,6 +4,8 @@ Each graph node becomes a :class:`Step` of one kind:
 
 ``affine``   convolution / dense layer (BatchNorm and zero padding folded in) — gets a rule;
              also a BatchNorm that cannot be folded, as a per-channel affine map (ε-rule)
+``batchnorm`` an eval-mode BatchNorm module or ``F.batch_norm`` with constant statistics, until
+             canonization folds it into the layer before it or makes it ``affine``
 ``norm``     parameter-free linear node (``+``, ``-``, average pooling, ``mean``, ``sum``)
 ``move``     pure data movement (flatten, view, permute, cat, chunk, slicing, padding, max pooling)
 ``pass``     element-wise layers whose relevance passes unchanged (activations, dropout, scaling)
@@ -15,16 +17,22 @@ Each graph node becomes a :class:`Step` of one kind:
 ``stat``     a node that only feeds gates and frozen weights (``q·kᵀ``, the softmax): computed in
              the forward pass, never given relevance, so it needs no rule
 ``select``   picking one result of a multi-output node (``chunk(...)[i]``)
-``input`` / ``const`` / ``output``
+``input`` / ``const`` / ``output``; forward() arguments after the input that have a plain default
+(timm ViT's ``attn_mask=None``) are traced as that constant
 
 Anything else raises :class:`UnsupportedOpError` naming the op, the node and the module path.
 :mod:`lrpcli.core.canonize` turns the classified steps into a finished :class:`Program`.
 The model itself is never modified: tracing happens on a temporary eval-mode view and every
 module's train/eval flag is restored.
+
+Long because every node kind is classified here, each by the same op tables and the same
+liveness of its arguments (functional BatchNorm and fused attention included); apart, each
+piece would need both handed in.
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any, Callable
 
@@ -73,13 +81,29 @@ def _module_path(node: fx.Node) -> str | None:
     return None
 
 
+def optional_arguments(model: nn.Module) -> dict[str, Any]:
+    """The arguments of ``model.forward`` after the input that have a plain default (``None``, a
+    bool, number or text, e.g. timm ViT's ``attn_mask=None``): traced as those constants."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or otherwise unintrospectable forward
+        return {}
+    plain = (bool, int, float, str)
+    return {
+        p.name: p.default for p in params[1:]
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and (p.default is None or (p.default is not p.empty and isinstance(p.default, plain)))
+    }  # fmt: skip
+
+
 def trace(model: nn.Module) -> fx.GraphModule:
-    """Symbolically trace ``model`` in eval mode; every module's mode is restored afterwards."""
+    """Symbolically trace ``model`` in eval mode, its optional arguments fixed at their defaults
+    (:func:`optional_arguments`); every module's mode is restored afterwards."""
     register_torchvision()
     modes = {m: m.training for m in model.modules()}
     try:
         model.eval()
-        return fx.symbolic_trace(model)
+        return fx.symbolic_trace(model, concrete_args=optional_arguments(model) or None)
     except Exception as exc:  # fx raises many kinds of errors for untraceable code
         raise UnsupportedOpError(
             "the model's forward", "<trace>", type(model).__name__,
@@ -118,11 +142,16 @@ def classify_model(model: nn.Module) -> tuple[list[Step], int, int, dict[str, nn
         path = _module_path(node)
         args, kwargs = conv(node.args), conv(node.kwargs)
         step = Step(i, node.name, StepKind.CONST, str(node.target), path, _identity, args, dict(kwargs))
-        if node.op == "placeholder":
-            if input_index >= 0:
+        if node.op == "placeholder" and input_index >= 0:
+            if not node.args:  # torch.fx records a parameter's default as the placeholder's argument
                 raise UnsupportedOpError(
-                    f"a second input {node.name!r}", node.name, None, "models with one input tensor only"
-                )
+                    f"a second input {node.name!r}", node.name, None,
+                    "models with one input tensor only (further forward() arguments need a default)",
+                )  # fmt: skip
+            default = node.args[0]
+            step.fn, step.op = (lambda v=default: v), f"argument {node.target} = {default!r} (its default)"
+            step.args = ()
+        elif node.op == "placeholder":
             input_index = i
             live.add(node)
             step.kind, step.op = StepKind.INPUT, "input"
@@ -210,7 +239,9 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
                 raise UnsupportedOpError(step.op, node.name, step.module, str(exc)) from exc
             step.kind, step.affine_type = StepKind.AFFINE, type(mod).__name__
             step.fn = lambda x, a=step.affine: a.forward(x, None, a.bias)
-        elif isinstance(mod, BATCHNORM_MODULES + ELEMENTWISE_MODULES):  # BatchNorm: folded or made affine later
+        elif isinstance(mod, BATCHNORM_MODULES):  # folded or made affine by canonization
+            step.kind = StepKind.BATCHNORM
+        elif isinstance(mod, ELEMENTWISE_MODULES):
             step.kind, step.rule_name = StepKind.PASS, "pass"
         elif isinstance(mod, MOVE_MODULES):
             step.kind, step.rule_name = StepKind.MOVE, "move"
@@ -233,6 +264,8 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
             step.kind, step.rule_name = found
         elif name in SCALE_METHODS:
             _classify_product(step, node, modules, live_args)
+        elif name == "pow" and live_args == [0]:  # x ** c (StarReLU's relu(x)²): element-wise
+            step.kind, step.rule_name = StepKind.PASS, "pass"
         elif name in MIX_METHODS and _classify_mix(step, node, modules, live_args):
             pass
         else:
@@ -262,6 +295,12 @@ def _classify(step: Step, node: fx.Node, modules: dict[str, nn.Module], is_live:
         is_live(a) for a in list(node.args[1:]) + list(node.kwargs.values())
     ):
         step.kind = StepKind.FROZEN_FN  # resolved to a Linearized once the constant weights are known
+    elif fn in (operator.pow, torch.pow) and live_args == [0] and not is_live(node.kwargs):
+        step.kind, step.rule_name = StepKind.PASS, "pass"  # x ** c with a constant exponent: element-wise
+    elif fn is F.batch_norm:
+        _classify_batch_norm(step, node, is_live)
+    elif fn is F.scaled_dot_product_attention:
+        _classify_sdpa(step, node, is_live)
     elif fn in SCALE_FUNCTIONS:
         _classify_product(step, node, modules, live_args)
     elif fn in MIX_FUNCTIONS and _classify_mix(step, node, modules, live_args):
@@ -299,6 +338,56 @@ def _classify_frozen(step: Step, node: fx.Node, mod: nn.Module) -> None:
         raise UnsupportedOpError(step.op, node.name, step.module, str(exc)) from exc
     step.kind, step.rule_name = StepKind.FROZEN, step.frozen.name  # type: ignore[union-attr]
     step.kwargs = {}
+
+
+#: ``F.batch_norm``'s parameters, in order
+BATCH_NORM_ARGS = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+_SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+def _classify_batch_norm(step: Step, node: fx.Node, is_live: Callable[[Any], bool]) -> None:
+    """``F.batch_norm`` in eval mode with constant statistics (timm's ``BatchNormAct2d``): a
+    BatchNorm that canonization folds like the module."""
+    bound = dict(zip(BATCH_NORM_ARGS, node.args)) | dict(node.kwargs)
+    if bound.get("training", False) is not False:
+        raise UnsupportedOpError(
+            "batch_norm in training mode", node.name, step.module,
+            "it normalises with the batch's own statistics; call it with training=False (eval mode)",
+        )  # fmt: skip
+    computed = [k for k in BATCH_NORM_ARGS[1:5] if is_live(bound.get(k))]
+    if computed or bound.get("running_mean") is None or bound.get("running_var") is None:
+        raise UnsupportedOpError(
+            "batch_norm with statistics computed from the input", node.name, step.module,
+            "only BatchNorm with fixed running statistics, weight and bias is an affine map",
+        )  # fmt: skip
+    step.kind = StepKind.BATCHNORM
+
+
+def _classify_sdpa(step: Step, node: fx.Node, is_live: Callable[[Any], bool]) -> None:
+    """``F.scaled_dot_product_attention``: the softmax weights held constant, relevance to the values."""
+    raw = dict(zip(_SDPA_ARGS, node.args)) | dict(node.kwargs)
+    bound = dict(zip(_SDPA_ARGS, step.args)) | step.kwargs
+    if not is_live(raw.get("value")):
+        raise UnsupportedOpError(
+            "scaled_dot_product_attention with constant values", node.name, step.module,
+            "relevance reaches the input through the values only",
+        )  # fmt: skip
+    options = {k: bound.get(k, d) for k, d in (("dropout_p", 0.0), ("is_causal", False), ("scale", None),
+                                              ("enable_gqa", False))}  # fmt: skip
+    computed = [k for k, v in options.items() if isinstance(v, Ref)]
+    if computed:
+        raise UnsupportedOpError(
+            "scaled_dot_product_attention with computed options", node.name, step.module,
+            f"{', '.join(computed)} must be constants",
+        )  # fmt: skip
+    if options["dropout_p"]:
+        raise UnsupportedOpError(
+            "scaled_dot_product_attention with dropout", node.name, step.module,
+            f"dropout_p={options['dropout_p']} makes the output random; call it with dropout_p=0 in eval mode",
+        )  # fmt: skip
+    step.frozen = linearize.ScaledDotProductAttentionLin(options["is_causal"], options["scale"], options["enable_gqa"])
+    step.kind, step.rule_name = StepKind.FROZEN, step.frozen.name
+    step.args, step.kwargs = (bound["query"], bound["key"], bound["value"], bound.get("attn_mask")), {}
 
 
 def _returns_sequence(node: fx.Node, modules: dict[str, nn.Module]) -> bool:

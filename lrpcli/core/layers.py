@@ -9,13 +9,45 @@ weights or inputs and :meth:`Affine.transpose` to send a signal back (``Wᵀ s``
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from dataclasses import dataclass
+from typing import Callable, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 Kind = Literal["conv", "linear", "scale"]
+
+
+class BatchNormStats(Protocol):
+    """What folding reads of an eval-mode BatchNorm: an ``nn.BatchNorm*d`` or :class:`FunctionalBatchNorm`."""
+
+    @property
+    def running_mean(self) -> Tensor | None: ...
+
+    @property
+    def running_var(self) -> Tensor | None: ...
+
+    @property
+    def weight(self) -> Tensor | None: ...
+
+    @property
+    def bias(self) -> Tensor | None: ...
+
+    @property
+    def eps(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class FunctionalBatchNorm:
+    """The constant arguments of an ``F.batch_norm(x, mean, var, weight, bias, training=False, …, eps)``
+    call (timm's ``BatchNormAct2d`` makes one), to fold like a BatchNorm module."""
+
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    weight: Tensor | None
+    bias: Tensor | None
+    eps: float = 1e-5
 
 
 class Affine:
@@ -272,7 +304,7 @@ def from_module(module: torch.nn.Module) -> Affine:
     raise TypeError(f"not an affine layer: {type(module).__name__}")
 
 
-def batchnorm_scale(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, Tensor]:
+def batchnorm_scale(bn: BatchNormStats) -> tuple[Tensor, Tensor]:
     """An eval-mode BatchNorm as ``y = scale·x + shift`` per channel.
 
     ``scale = γ/√(σ²+ε)``, ``shift = (0 − μ)·scale + β``, in the order of operations Zennit's
@@ -288,15 +320,16 @@ def batchnorm_scale(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[Tensor, 
     return scale, shift
 
 
-def from_batchnorm(bn: torch.nn.modules.batchnorm._BatchNorm) -> Affine:
+def from_batchnorm(bn: BatchNormStats) -> Affine:
     """A BatchNorm that cannot be folded, as a per-channel affine layer."""
     scale, shift = batchnorm_scale(bn)
     return Affine(scale, shift, "scale")
 
 
-def fold_batchnorm(layer: Affine, bn: torch.nn.modules.batchnorm._BatchNorm) -> Affine:
+def fold_batchnorm(layer: Affine, bn: BatchNormStats) -> Affine:
     """Fold an eval-mode BatchNorm that follows ``layer`` into new weights and bias."""
     scale, _ = batchnorm_scale(bn)
+    assert bn.running_mean is not None  # batchnorm_scale checked it
     shape = (-1,) + (1,) * (layer.weight.ndim - 1)
     weight = layer.weight * scale.view(shape)
     bias = (layer.bias_or_zero() - bn.running_mean.detach()) * scale

@@ -16,6 +16,7 @@ queries and keys receive no relevance: it all flows through the values.
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from typing import Any, Callable
 
@@ -84,6 +85,26 @@ class LayerNormLin(Linearized):
 
     def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
         return self._scale_shift((x - x.mean(self.dims, keepdim=True)) * state, bias_free)
+
+
+class RMSNormLin(Linearized):
+    """``x / rms(x) · γ`` over the trailing ``normalized_shape`` dimensions (``F.rms_norm``), 1/rms frozen."""
+
+    name = "rms_norm"
+    frozen = "1/rms"
+
+    def __init__(self, shape: tuple[int, ...], weight: Tensor | None, eps: float | None) -> None:
+        self.dims = tuple(range(-len(shape), 0))
+        self.weight, self.eps = weight, eps
+
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
+        rrms = torch.rsqrt(x.pow(2).mean(self.dims, keepdim=True) + eps)
+        return self.apply(x, rrms, bias_free), rrms
+
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        y = x * state
+        return y if self.weight is None else y * self.weight
 
 
 class GroupNormLin(Linearized):
@@ -174,6 +195,51 @@ class AttentionLin(Linearized):
         return self._mix(x, state, bias_free)
 
 
+class ScaledDotProductAttentionLin(Linearized):
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask)`` (timm's fused attention), softmax weights frozen.
+
+    ``y = softmax(q kᵀ · scale + mask) v`` is linear in the values; the weights are computed
+    explicitly (the math of PyTorch's reference implementation), so they can be kept and reused.
+    The call's arguments are ``(query, key, value, attn_mask)``.
+    """
+
+    name = "attention"
+    frozen = "softmax(QKᵀ·scale + mask)"
+    signal = 2
+
+    def __init__(self, is_causal: bool, scale: float | None, enable_gqa: bool) -> None:
+        self.is_causal, self.scale, self.enable_gqa = bool(is_causal), scale, bool(enable_gqa)
+
+    def _shared(self, t: Tensor, heads: int) -> Tensor:
+        """Keys or values repeated to the query heads (grouped-query attention)."""
+        if not self.enable_gqa or t.shape[-3] == heads:
+            return t
+        return t.repeat_interleave(heads // t.shape[-3], dim=-3)
+
+    def weights(self, q: Tensor, k: Tensor, mask: Tensor | None) -> Tensor:
+        """The attention weights of the forward pass."""
+        k = self._shared(k, q.shape[-3]) if q.ndim >= 3 else k
+        scale = self.scale if self.scale is not None else 1.0 / math.sqrt(q.shape[-1])
+        logits = (q @ k.transpose(-2, -1)) * scale
+        if self.is_causal:
+            keep = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            logits = logits.masked_fill(~keep, float("-inf"))
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+        return torch.softmax(logits, dim=-1)
+
+    def run(self, args: tuple[Any, ...], bias_free: bool) -> tuple[Tensor, Any]:
+        q, k, v, mask = args
+        attn = self.weights(q, k, mask)
+        return self.apply(v, attn, bias_free), attn
+
+    def forward(self, x: Tensor, bias_free: bool) -> tuple[Tensor, Any]:
+        return self.run((x, x, x, None), bias_free)
+
+    def apply(self, x: Tensor, state: Any, bias_free: bool) -> Tensor:
+        return state @ (self._shared(x, state.shape[-3]) if x.ndim >= 3 else x)
+
+
 _SOFTMAX = {F.softmax, torch.softmax, Tensor.softmax}
 
 
@@ -231,11 +297,13 @@ ATTENTION_FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {}  # see add_a
 
 
 def from_module(mod: nn.Module) -> Linearized | None:
-    """The linearized form of a LayerNorm, GroupNorm or MultiheadAttention module (else ``None``)."""
+    """The linearized form of a LayerNorm, GroupNorm, RMSNorm or MultiheadAttention module (else ``None``)."""
     if isinstance(mod, nn.LayerNorm):
         return LayerNormLin(tuple(mod.normalized_shape), _const(mod.weight), _const(mod.bias), mod.eps)
     if isinstance(mod, nn.GroupNorm):
         return GroupNormLin(mod.num_groups, _const(mod.weight), _const(mod.bias), mod.eps)
+    if isinstance(mod, nn.RMSNorm):
+        return RMSNormLin(tuple(mod.normalized_shape), _const(mod.weight), mod.eps)
     if isinstance(mod, nn.MultiheadAttention):
         return AttentionLin(mod)
     return None
@@ -245,10 +313,11 @@ def _const(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach()
 
 
-MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.MultiheadAttention)
+MODULES: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.MultiheadAttention)
 FUNCTIONS: dict[Callable[..., Any], tuple[str, ...]] = {
     F.layer_norm: ("input", "normalized_shape", "weight", "bias", "eps"),
     F.group_norm: ("input", "num_groups", "weight", "bias", "eps"),
+    F.rms_norm: ("input", "normalized_shape", "weight", "eps"),
 }
 
 
@@ -261,12 +330,14 @@ def add_attention_function(fn: Callable[..., Any], bias_names: tuple[str, ...]) 
 
 
 def from_function(fn: Any, bound: dict[str, Any]) -> Linearized:
-    """The linearized form of ``F.layer_norm`` / ``F.group_norm`` / a fused attention function with
+    """The linearized form of ``F.layer_norm`` / ``F.rms_norm`` / ``F.group_norm`` / a fused attention function with
     constant arguments ``bound`` (all but the input)."""
     if fn in ATTENTION_FUNCTIONS:
         return SoftmaxFrozen(fn, bound, ATTENTION_FUNCTIONS[fn])
-    if fn is F.layer_norm:
+    if fn in (F.layer_norm, F.rms_norm):
         shape = bound["normalized_shape"]
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if fn is F.rms_norm:
+            return RMSNormLin(shape, bound.get("weight"), bound.get("eps"))
         return LayerNormLin(shape, bound.get("weight"), bound.get("bias"), bound.get("eps", 1e-5))
     return GroupNormLin(bound["num_groups"], bound.get("weight"), bound.get("bias"), bound.get("eps", 1e-5))

@@ -41,7 +41,7 @@ BATCHNORM_MODULES: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d
 ELEMENTWISE_FUNCTIONS = {
     F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardtanh,
     F.softplus, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.relu, torch.tanh,
-    torch.sigmoid, F.sigmoid, F.hardsigmoid, F.tanh, torch.clamp, torch.clip,
+    torch.sigmoid, F.sigmoid, F.hardsigmoid, F.tanh, torch.clamp, torch.clip, torch.square,
 }  # fmt: skip
 GATE_FUNCTIONS = {torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.tanh, F.tanh, F.softmax, torch.softmax}
 # (+ torchvision's swin ``_patch_merging_pad``, added by register_torchvision())
@@ -62,7 +62,7 @@ SCALE_FUNCTIONS = {operator.mul, torch.mul, operator.truediv, torch.div, operato
 META_METHODS = {"size", "dim", "numel", "ndimension", "type", "get_device", "is_contiguous"}
 PASS_METHODS = {
     "relu", "sigmoid", "tanh", "clamp", "clip", "contiguous", "clone", "float", "double", "half", "to",
-    "type_as", "detach", "hardswish", "silu",
+    "type_as", "detach", "hardswish", "silu", "square",
 }  # fmt: skip
 GATE_METHODS = {"sigmoid", "tanh", "softmax"}
 MOVE_METHODS = {
@@ -100,7 +100,9 @@ def lookup(key: Any, table: list[tuple[set[Any], StepKind, str]]) -> tuple[StepK
     return None
 
 
-TRANSPARENT_METHODS = {"contiguous", "view", "reshape", "transpose", "permute", "to", "float", "unsqueeze"}
+TRANSPARENT_METHODS = {
+    "contiguous", "view", "reshape", "transpose", "permute", "to", "float", "unsqueeze", "expand", "expand_as",
+}  # fmt: skip
 
 MIX_FUNCTIONS = {torch.einsum, torch.matmul, torch.bmm, operator.matmul}
 MIX_METHODS = {"matmul", "bmm"}

@@ -67,6 +67,8 @@ class StepKind(str, Enum):
     # transient kinds, resolved by canonization once the constant weights are known
     AFFINE_FN = ("affine_fn", "functional conv/dense", "resolved to an affine step")
     FROZEN_FN = ("frozen_fn", "functional LayerNorm/GroupNorm", "resolved to a frozen step")
+    BATCHNORM = ("batchnorm", "BatchNorm (module or F.batch_norm)",
+                 "folded into the layer before it, or made a per-channel affine step")  # fmt: skip
 
 
 #: kinds that hold no signal: never computed from the input, never given relevance
@@ -111,7 +113,7 @@ class Step:
 
 
 def refs_in(obj: Any) -> list[Ref]:
-    """The step references inside ``obj`` (nested tuples, lists and dicts), in order."""
+    """The step references inside ``obj`` (nested tuples, lists, dicts and slices), in order."""
     out: list[Ref] = []
     _collect(obj, out)
     return out
@@ -126,10 +128,12 @@ def _collect(obj: Any, out: list[Ref]) -> None:
     elif isinstance(obj, dict):
         for o in obj.values():
             _collect(o, out)
+    elif isinstance(obj, slice):
+        _collect((obj.start, obj.stop, obj.step), out)
 
 
 def resolve(obj: Any, env: list[Any]) -> Any:
-    """``obj`` with every :class:`Ref` replaced by its value in ``env`` (nested tuples, lists, dicts)."""
+    """``obj`` with every :class:`Ref` replaced by its value in ``env`` (nested tuples, lists, dicts, slices)."""
     if isinstance(obj, Ref):
         return env[obj.index]
     if isinstance(obj, tuple):
@@ -138,6 +142,8 @@ def resolve(obj: Any, env: list[Any]) -> Any:
         return [resolve(o, env) for o in obj]
     if isinstance(obj, dict):
         return {k: resolve(v, env) for k, v in obj.items()}
+    if isinstance(obj, slice):  # x[:, :h] with h read from a shape
+        return slice(resolve(obj.start, env), resolve(obj.stop, env), resolve(obj.step, env))
     return obj
 
 

@@ -8,6 +8,7 @@ fsynced and renamed into place.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import struct
@@ -18,7 +19,18 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["PNG_COMPRESS_LEVEL", "atomic_write", "encode_png", "png_text", "write_npy", "write_png"]
+__all__ = [
+    "PNG_COMPRESS_LEVEL",
+    "atomic_write",
+    "encode_png",
+    "png_text",
+    "remove_stale_temporaries",
+    "write_npy",
+    "write_png",
+]
+
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+"""The name :func:`atomic_write` fills a file under: ``.NAME.<12 hex digits>.tmp``."""
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -32,7 +44,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     parent = path.parent
     parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp = parent / f".{path.name}.{secrets.token_hex(6)}.tmp"  # see _TEMPORARY
         try:
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
@@ -53,6 +65,21 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             pass
         raise
     _fsync_dir(parent)
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporary files a killed writer left under ``folder`` (named as
+    :func:`atomic_write` names them); returns how many. Only for a folder no one writes to now."""
+    removed = 0
+    for here, _, names in os.walk(folder):
+        for name in names:
+            if _TEMPORARY.match(name):
+                try:
+                    os.unlink(os.path.join(here, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def _fsync_dir(directory: Path) -> None:

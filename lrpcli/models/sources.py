@@ -1,24 +1,22 @@
-"""Model sources: one class per kind of ``model:`` section (embedded, torchvision, file, python).
+"""Model sources: one class per kind of ``model:`` section (embedded, torchvision, file, python,
+timm).
 
-Each :class:`ModelSource` knows its config keys, parses and checks them into a
-:class:`~lrpcli.models.spec.ModelSpec` (problems go to the config checker with their key
-paths), writes the spec back as config data, describes it, gives its default preprocessing
-and loads it. :data:`SOURCES` is the table of sources by config key; a new source is one class
-and one row there.
+Each :class:`ModelSource` (:mod:`lrpcli.models.source_base`) knows its config keys, parses and
+checks them into a :class:`~lrpcli.models.spec.ModelSpec` (problems go to the config checker with
+their key paths), writes the spec back as config data, describes it, gives its default
+preprocessing and loads it. :data:`SOURCES` is the table of sources by config key; a new source
+is one class and one row there (sources of optional packages live in modules of their own:
+:mod:`lrpcli.models.timm_source`).
 
 Errors while *loading* raise :class:`ModelLoadError` (the CLI exits with status 3).
-
-Long because the four sources stand side by side, each with its parse/describe/load methods,
-so that adding a fifth means reading one file.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +29,7 @@ from lrpcli.models.efficientnet_lite import (
     convert_reference_state_dict,
     efficientnet_lite0,
 )
-from lrpcli.models.imagenet import EFFICIENTNET_LITE_PREPROCESS, IMAGENET_PREPROCESS, imagenet_categories
+from lrpcli.models.imagenet import EFFICIENTNET_LITE_PREPROCESS, IMAGENET_PREPROCESS
 from lrpcli.models.python_source import build_python_model, parse_reference
 from lrpcli.models.registry import (
     EMBEDDED_MODELS,
@@ -40,7 +38,9 @@ from lrpcli.models.registry import (
     torchvision_weights,
     weight_names,
 )
+from lrpcli.models.source_base import Checker, ModelSource, categories_for, parse_classes, weights_file
 from lrpcli.models.spec import DEFAULT_MODEL_SEED, LoadedModel, ModelLoadError, ModelSpec
+from lrpcli.models.timm_source import TimmSource
 from lrpcli.models.weights import (
     WEIGHT_FILE_SUFFIXES,
     cached_weights_path,
@@ -50,70 +50,19 @@ from lrpcli.models.weights import (
     sha256_file,
 )
 
-
-class Checker(Protocol):
-    """What a source needs of the config checker (:class:`lrpcli.config.checker.Checker`, which
-    passes itself in: models never import config)."""
-
-    problems: list[tuple[str, str]]
-
-    def error(self, path: str, message: str) -> None: ...
-
-    def string(self, value: Any, path: str) -> str | None: ...
-
-    def integer(self, value: Any, path: str, *, minimum: int = 1) -> int | None: ...
-
-    def show(self, value: Any) -> str: ...
-
 __all__ = [
     "SOURCES",
     "EmbeddedSource",
     "FileSource",
     "ModelSource",
     "PythonSource",
+    "TimmSource",
     "TorchvisionSource",
     "default_preprocess",
     "describe",
     "load_model",
     "source_of",
 ]
-
-
-class ModelSource(ABC):
-    """One kind of ``model:`` section."""
-
-    #: the config key that names this source (also ``ModelSpec.source``)
-    key: ClassVar[str]
-    #: every key its section may have
-    keys: ClassVar[tuple[str, ...]]
-    #: how a config names it, for error messages
-    example: ClassVar[str]
-
-    @abstractmethod
-    def parse(self, c: Checker, fields: dict[str, Any], base_dir: Path) -> ModelSpec | None:
-        """The spec of a section whose keys were checked, or ``None`` (problems added to ``c``)."""
-
-    @abstractmethod
-    def to_config(self, spec: ModelSpec) -> dict[str, Any]:
-        """``spec`` as a ``model:`` section again (paths absolute)."""
-
-    @abstractmethod
-    def describe(self, spec: ModelSpec) -> str:
-        """A short human description, e.g. ``torchvision resnet50 (IMAGENET1K_V1)``."""
-
-    def default_preprocess(self, spec: ModelSpec) -> Preprocess:
-        """The preprocessing the model expects when the config does not set it."""
-        return IMAGENET_PREPROCESS
-
-    @abstractmethod
-    def load(self, spec: ModelSpec) -> LoadedModel:
-        """Build the model with its weights (on the CPU); :class:`ModelLoadError` says what to do."""
-
-    def with_classes(self, spec: ModelSpec, section: dict[str, Any]) -> dict[str, Any]:
-        """``section`` plus the ``classes`` file, if the spec has one."""
-        if spec.classes_file is not None:
-            section["classes"] = str(spec.classes_file)
-        return section
 
 
 class EmbeddedSource(ModelSource):
@@ -427,7 +376,8 @@ class PythonSource(ModelSource):
 
 
 SOURCES: dict[str, ModelSource] = {
-    source.key: source for source in (EmbeddedSource(), TorchvisionSource(), FileSource(), PythonSource())
+    source.key: source
+    for source in (EmbeddedSource(), TorchvisionSource(), FileSource(), PythonSource(), TimmSource())
 }
 """The model sources by the config key that names them."""
 
@@ -468,60 +418,7 @@ def load_model(spec: ModelSpec, device: torch.device | str = "cpu") -> LoadedMod
     return loaded
 
 
-# --------------------------------------------------------------------------- shared by the sources
-
-
-def categories_for(spec: ModelSpec, meta: list[str] | None = None) -> list[str]:
-    """Class names: the config's file, else the weights' metadata, else ImageNet's or ``class N``."""
-    if spec.classes is not None:
-        return list(spec.classes)
-    if meta is not None and len(meta) == spec.num_classes:
-        return list(meta)
-    if spec.num_classes == 1000:
-        return imagenet_categories()
-    return [f"class {i}" for i in range(spec.num_classes)]
-
-
-def weights_file(c: Checker, value: Any, key: str, base_dir: Path) -> Path | None:
-    """A weights file path relative to the config, checked for its suffix and existence."""
-    raw = c.string(value, key)
-    if raw is None:
-        return None
-    path = (base_dir / Path(raw).expanduser()).resolve()
-    if path.suffix.lower() not in WEIGHT_FILE_SUFFIXES:
-        c.error(key, f"{raw!r}: expected a {' or '.join(WEIGHT_FILE_SUFFIXES)} weights file")
-    elif not path.is_file():
-        c.error(key, f"no such file: {path}")
-    return path
-
-
-def parse_classes(
-    c: Checker, fields: dict[str, Any], base_dir: Path, num_classes: int | None
-) -> tuple[Path | None, tuple[str, ...] | None]:
-    """``model.classes``: a text file of class names, one per non-empty line, as many as classes."""
-    if "classes" not in fields or fields["classes"] is None:
-        return None, None
-    raw = c.string(fields["classes"], "model.classes")
-    if raw is None:
-        return None, None
-    path = (base_dir / Path(raw).expanduser()).resolve()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        c.error("model.classes", f"no such file: {path}")
-        return None, None
-    except (OSError, UnicodeDecodeError) as exc:
-        c.error("model.classes", f"cannot read {path} ({exc})")
-        return None, None
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if num_classes is not None and len(names) != num_classes:
-        c.error(
-            "model.classes",
-            f"{raw} has {len(names)} class names (one per non-empty line) but the model has "
-            f"{num_classes} classes (model.num_classes)",
-        )
-        return None, None
-    return path, names
+# --------------------------------------------------------------------------- the python source's arguments
 
 
 def _parse_kwargs(c: Checker, value: Any) -> tuple[tuple[str, Any], ...] | None:

@@ -106,8 +106,15 @@ def _unwrap_state_dict(payload: Any, path: Path) -> dict[str, torch.Tensor]:
     )
 
 
-def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Raise :class:`ModelLoadError` listing the first mismatches between ``state`` and ``module``."""
+def check_state_dict(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    hint: str = "check model.arch and model.num_classes in the config",
+) -> None:
+    """Raise :class:`ModelLoadError` listing the first mismatches between ``state`` and ``module``
+    (ending with ``hint``: which config keys to check)."""
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -131,7 +138,7 @@ def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], path:
         text += listing("missing in the file", missing)
     if unexpected:
         text += listing("unexpected in the file", unexpected)
-    text += "\n  check model.arch and model.num_classes in the config"
+    text += f"\n  {hint}"
     raise ModelLoadError(text)
 
 

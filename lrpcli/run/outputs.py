@@ -21,6 +21,7 @@ from lrpcli.io.inputs import ImageInput
 __all__ = [
     "COMPARE_SUFFIX",
     "HEATMAP_SUFFIX",
+    "JOURNAL_NAME",
     "OVERLAY_SUFFIX",
     "RELEVANCE_SUFFIX",
     "REPORT_NAME",
@@ -36,6 +37,8 @@ OVERLAY_SUFFIX = ".overlay.png"
 RELEVANCE_SUFFIX = ".relevance.npy"
 COMPARE_SUFFIX = ".compare.png"
 REPORT_NAME = "report.json"
+JOURNAL_NAME = "journal.jsonl"
+"""One JSON line per finished image while a run is going (:mod:`lrpcli.run.journal`)."""
 
 
 class OutputConflict(Exception):
@@ -126,10 +129,11 @@ def plan_outputs(
     out_real = _real(out_dir)
     input_reals = {_real(item.path) for item in inputs}
     report = out_dir / REPORT_NAME
+    journal = out_dir / JOURNAL_NAME
     plans = [output_paths(out_dir, item.rel, save_npy=save_npy, compare=compare) for item in inputs]
     seen: dict[str, Path] = {}
     checked_parents: dict[Path, str] = {}
-    for path in [p for plan in plans for p in plan.all()] + [report]:
+    for path in [p for plan in plans for p in plan.all()] + [report, journal]:
         parent = path.parent
         parent_real = checked_parents.get(parent)
         if parent_real is None:

@@ -13,7 +13,12 @@
   images already being written are finished, so no partial output file is ever left behind.
 
 Where the outputs go is planned beforehand (:mod:`lrpcli.run.outputs`); each image becomes an
-:class:`~lrpcli.run.entries.ImageEntry`.
+:class:`~lrpcli.run.entries.ImageEntry`. The stages (:meth:`Pipeline.load`, :meth:`Pipeline.explain`,
+:meth:`Pipeline.write`) are public so that the Ray backend (:mod:`lrpcli.run.ray_backend`) runs
+the very same code, one stage per Ray Data step.
+
+Long because the stages and the threaded loop that overlaps them share their per-batch state
+(prepared images, drawings, the batch's statistics) and read best side by side.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +45,7 @@ from lrpcli.run.drawing import Comparison, Written, make_view, write_outputs
 from lrpcli.run.entries import ImageEntry, Prediction, Result, Target, conservation_shares
 from lrpcli.run.outputs import OutputPaths
 
-__all__ = ["Pipeline", "RunOutcome", "RunSettings"]
+__all__ = ["Drawing", "Pipeline", "Prepared", "RunOutcome", "RunSettings", "error_entry", "merge_written"]
 
 _PREFETCH_BATCHES = 2
 
@@ -72,7 +77,9 @@ class RunOutcome:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One decoded and preprocessed image (or why it could not be loaded)."""
+
     tensor: torch.Tensor | None = None
     view: View | None = None
     box: list[float] | None = None
@@ -128,7 +135,7 @@ class _Emitter:
                 if self.error is None:
                     for entry, future in zip(make(), futures):
                         if future is not None:
-                            _merge_written(entry, future)
+                            merge_written(entry, future)
                         self.emit(entry)
                         self.pending.release()
                         held -= 1
@@ -136,6 +143,16 @@ class _Emitter:
                 self.error = exc
             for _ in range(held):  # after an error: unblock the loop, which then raises it
                 self.pending.release()
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What to draw for one explained image: its relevance, the explained class's label, and
+    (``--composites``) the maps drawn beside it."""
+
+    relevance: Any  # np.ndarray, float32 (3, H, W)
+    label: str
+    comparisons: list[Comparison]
 
 
 @dataclass
@@ -157,9 +174,11 @@ class _BatchStats:
     redone: list[dict[str, Any] | None] = field(default_factory=list)
 
 
-def _merge_written(entry: ImageEntry, future: Future[Written]) -> None:
+def merge_written(entry: ImageEntry, future: Future[Written] | Callable[[], Written]) -> None:
+    """Add what writing the entry's files gave (``future.result()``, or a call that writes
+    them); a failed write makes the entry an error."""
     try:
-        written = future.result()
+        written = future.result() if isinstance(future, Future) else future()
     except Exception as exc:  # disk full, permission denied, ...
         entry.fail(f"cannot write outputs: {type(exc).__name__}: {exc}")
         return
@@ -170,7 +189,8 @@ def _merge_written(entry: ImageEntry, future: Future[Written]) -> None:
     timing["total_s"] = timing.get("load_s", 0.0) + timing.get("explain_s", 0.0) + written.write_s
 
 
-def _error_entry(index: int, item: ImageInput, message: str, prepared: _Prepared | None) -> ImageEntry:
+def error_entry(index: int, item: ImageInput, message: str, prepared: Prepared | None) -> ImageEntry:
+    """The entry of an image that could not be loaded or explained."""
     return ImageEntry(
         index=index,
         input=item.path.as_posix(),
@@ -205,7 +225,8 @@ class Pipeline:
         self.main_name = main_name or "config"
 
     # -- stages -------------------------------------------------------------------------------
-    def _load(self, item: ImageInput) -> _Prepared:
+    def load(self, item: ImageInput) -> Prepared:
+        """Decode and preprocess one image; a failure is kept in :attr:`Prepared.error`."""
         start = time.perf_counter()
         try:
             loaded = load_image(item.path, max_pixels=self.settings.max_pixels)
@@ -215,33 +236,26 @@ class Pipeline:
             loaded.image.close()
             upscaled = upscale_warning(*size, self.settings.preprocess)
             warns = loaded.warnings + ([upscaled] if upscaled else [])
-            return _Prepared(tensor, view, box, size, warns, time.perf_counter() - start)
+            return Prepared(tensor, view, box, size, warns, time.perf_counter() - start)
         except ImageLoadError as exc:
-            return _Prepared(error=exc.reason, load_s=time.perf_counter() - start)
+            return Prepared(error=exc.reason, load_s=time.perf_counter() - start)
         except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
             reason = f"unexpected error while loading ({type(exc).__name__}: {exc})"
-            return _Prepared(error=reason, load_s=time.perf_counter() - start)
+            return Prepared(error=reason, load_s=time.perf_counter() - start)
 
-    def _write(
-        self,
-        relevance: Any,
-        prep: _Prepared,
-        item: ImageInput,
-        paths: OutputPaths,
-        label: str,
-        comparisons: list[Comparison],
-    ) -> Written:
+    def write(self, drawing: Drawing, prep: Prepared, item: ImageInput, paths: OutputPaths) -> Written:
+        """Draw and write one explained image's files (atomically)."""
         assert prep.view is not None
         return write_outputs(
-            relevance,
+            drawing.relevance,
             prep.view,
             paths,
             self.settings.render,
             out_dir=self.out_dir,
             source=item.path.as_posix(),
-            label=label,
-            comparisons=comparisons,
-            photo_title=f"{item.path.name}\nexplained: {label}",
+            label=drawing.label,
+            comparisons=drawing.comparisons,
+            photo_title=f"{item.path.name}\nexplained: {drawing.label}",
             crop=prep.box,
         )
 
@@ -270,7 +284,7 @@ class Pipeline:
         emitter = _Emitter(counted, limit=2 * bs + 2 * max(1, s.workers))
         loaders = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-load")
         writers = ThreadPoolExecutor(max_workers=max(1, s.workers), thread_name_prefix="lrp-write")
-        queued: deque[tuple[range, list[Future[_Prepared]]]] = deque()
+        queued: deque[tuple[range, list[Future[Prepared]]]] = deque()
         next_batch = 0
 
         def prefetch() -> None:
@@ -278,7 +292,7 @@ class Pipeline:
             while len(queued) <= _PREFETCH_BATCHES and next_batch < len(batches):
                 indexes = batches[next_batch]
                 next_batch += 1
-                queued.append((indexes, [loaders.submit(self._load, inputs[i]) for i in indexes]))
+                queued.append((indexes, [loaders.submit(self.load, inputs[i]) for i in indexes]))
 
         try:
             prefetch()
@@ -292,13 +306,13 @@ class Pipeline:
                 if stop.is_set():
                     outcome.interrupted = True
                     break
-                ready: list[tuple[int, _Prepared]] = []
+                ready: list[tuple[int, Prepared]] = []
                 errors: list[tuple[int, ImageEntry]] = []
                 for i, prep in zip(indexes, prepared):
                     if prep.error is None:
                         ready.append((i, prep))
                         continue
-                    errors.append((i, _error_entry(i, inputs[i], prep.error, prep)))
+                    errors.append((i, error_entry(i, inputs[i], prep.error, prep)))
                     if s.fail_fast:  # images after the first failure are not processed
                         outcome.stopped_early = True
                         break
@@ -334,7 +348,7 @@ class Pipeline:
 
     def _explain_batch(
         self,
-        ready: list[tuple[int, _Prepared]],
+        ready: list[tuple[int, Prepared]],
         inputs: Sequence[ImageInput],
         outputs: Sequence[OutputPaths],
         writers: ThreadPoolExecutor,
@@ -342,6 +356,22 @@ class Pipeline:
         """Explain one batch and submit its writes; returns a function that builds the batch's
         entries (run by the emitting thread) and the write futures, both in ``ready``'s order.
         If the explanation fails, every image gets an error entry and there are no futures."""
+        explained = self.explain(ready, inputs)
+        if isinstance(explained, str):
+            return (lambda: [error_entry(i, inputs[i], explained, prep) for i, prep in ready]), []
+        drawings, make = explained
+        written = [
+            writers.submit(self.write, drawing, prep, inputs[i], outputs[i])
+            for drawing, (i, prep) in zip(drawings, ready)
+        ]
+        return make, written
+
+    def explain(
+        self, ready: list[tuple[int, Prepared]], inputs: Sequence[ImageInput] | Mapping[int, ImageInput]
+    ) -> tuple[list[Drawing], Callable[[], list[ImageEntry]]] | str:
+        """Explain one batch of loaded images: what to draw for each, in ``ready``'s order, and a
+        function that builds their entries (without what writing adds); or, when the
+        explanation fails, the error message for all of them."""
         s = self.settings
         start = time.perf_counter()
         try:
@@ -360,20 +390,18 @@ class Pipeline:
                 del exp
             del batch
         except Exception as exc:  # noqa: BLE001 - report it for these images and go on
-            message = f"explanation failed ({type(exc).__name__}: {exc})"
-            return (lambda: [_error_entry(i, inputs[i], message, prep) for i, prep in ready]), []
+            return f"explanation failed ({type(exc).__name__}: {exc})"
         explain_s = (time.perf_counter() - start) / len(ready)
-        written = []
+        drawings = []
         shares = ledger.pixel_share().tolist() if compared else []
-        for j, (i, prep) in enumerate(ready):
-            label = self._label(int(targets[j]))
+        for j in range(len(ready)):
             comparisons = [
                 Comparison(name, rel[j].numpy(), acc.pixel_share[j] if acc.pixel_share else None)
                 for name, rel, acc in compared
             ]
             if comparisons:
                 comparisons.insert(0, Comparison(self.main_name, relevance[j].numpy(), shares[j]))
-            written.append(writers.submit(self._write, relevance[j].numpy(), prep, inputs[i], outputs[i], label, comparisons))
+            drawings.append(Drawing(relevance[j].numpy(), self._label(int(targets[j])), comparisons))
         # whole-batch tensor work stays on this thread (torch in another thread starts an OpenMP
         # team of its own); the per-image Python work is left to the emitting thread
         probs = torch.softmax(logits, dim=1)
@@ -392,10 +420,11 @@ class Pipeline:
             compared=[(name, acc) for name, _, acc in compared],
             redone=redone,
         )
-        return (lambda: self._entries(ready, inputs, stats)), written
+        return drawings, (lambda: self._entries(ready, inputs, stats))
+
 
     def _entries(
-        self, ready: list[tuple[int, _Prepared]], inputs: Sequence[ImageInput], b: _BatchStats
+        self, ready: list[tuple[int, Prepared]], inputs: Sequence[ImageInput] | Mapping[int, ImageInput], b: _BatchStats
     ) -> list[ImageEntry]:
         """The report entries of one explained batch (without what the writes add)."""
         s = self.settings

@@ -1,4 +1,5 @@
-"""``lrp explain --resume``: reuse the finished images of an earlier ``report.json`` in ``--out``.
+"""``lrp explain --resume``: reuse the finished images of an earlier run in ``--out`` (its
+``report.json``, and the journal a killed run left, :mod:`lrpcli.run.journal`).
 
 An image counts as finished when the earlier report has an ``ok`` entry for the same input path
 and output name whose output files all exist, and the earlier run used the same resolved config
@@ -22,10 +23,11 @@ from typing import IO, Any
 
 from lrpcli.io.inputs import ImageInput
 from lrpcli.run.entries import ImageEntry
-from lrpcli.run.outputs import REPORT_NAME, OutputPaths
-from lrpcli.run.report import REPORT_KIND, SCHEMA_VERSION, json_safe
+from lrpcli.run.journal import JournalError, read_finished
+from lrpcli.run.outputs import OutputPaths
+from lrpcli.run.report import json_safe
 
-__all__ = ["RESUME_OPTIONS", "ResumeError", "ResumeState", "load_previous"]
+__all__ = ["RESUME_OPTIONS", "ResumeError", "ResumeState", "check_same_run", "load_previous"]
 
 RESUME_OPTIONS: tuple[str, ...] = ("target", "top_k", "save_npy", "composites")
 """``run.options`` that must equal the earlier run's for its entries to be reused."""
@@ -100,6 +102,19 @@ def _mismatch(report: Path, what: str) -> ResumeError:
     )
 
 
+def check_same_run(source: Path, run: Mapping[str, Any], digest: str, options: Mapping[str, Any]) -> None:
+    """Raise :class:`ResumeError` unless ``run`` (of a report or journal) used config ``digest``
+    and the same :data:`RESUME_OPTIONS` as ``options``."""
+    old_digest = str((run.get("config") or {}).get("sha256"))
+    if old_digest != digest:
+        raise _mismatch(source, f"another config (sha256 {old_digest[:12]}…, now {digest[:12]}…)")
+    old_options = run.get("options") or {}
+    for key in RESUME_OPTIONS:
+        if old_options.get(key) != options.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise _mismatch(source, f"{flag} {old_options.get(key)!r} (now {options.get(key)!r})")
+
+
 def load_previous(
     out_dir: Path,
     inputs: Sequence[ImageInput],
@@ -108,47 +123,26 @@ def load_previous(
     digest: str,
     options: Mapping[str, Any],
 ) -> ResumeState | None:
-    """Read ``OUT/report.json`` (``None`` if there is none) and find the finished images.
+    """Read ``OUT/report.json`` and ``OUT/journal.jsonl`` (``None`` if neither exists) and find
+    the finished images.
 
     ``options`` holds the current values of :data:`RESUME_OPTIONS`. Raises
-    :class:`ResumeError` when the report is unreadable, not an lrpcli report of this schema
+    :class:`ResumeError` when the report or journal is unreadable, not of this schema
     version, or was made with another config digest or other options.
     """
     out_dir = Path(out_dir)
-    report = out_dir / REPORT_NAME
-    if not report.exists():
-        return None
     try:
-        with open(report, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ResumeError(
-            f"--resume: cannot read {report} ({exc}); remove it or choose another --out"
-        ) from None
-    if not (
-        isinstance(doc, dict)
-        and doc.get("kind") == REPORT_KIND
-        and doc.get("schema_version") == SCHEMA_VERSION
-        and isinstance(doc.get("run"), dict)
-        and isinstance(doc.get("images"), list)
-    ):
-        raise ResumeError(
-            f"--resume: {report} is not an lrpcli report of schema version {SCHEMA_VERSION}; "
-            "remove it or choose another --out"
-        )
-    run: dict[str, Any] = doc["run"]
-    old_digest = str((run.get("config") or {}).get("sha256"))
-    if old_digest != digest:
-        raise _mismatch(report, f"another config (sha256 {old_digest[:12]}…, now {digest[:12]}…)")
-    old_options = run.get("options") or {}
-    for key in RESUME_OPTIONS:
-        if old_options.get(key) != options.get(key):
-            flag = "--" + key.replace("_", "-")
-            raise _mismatch(report, f"{flag} {old_options.get(key)!r} (now {options.get(key)!r})")
-
+        found = read_finished(out_dir)
+    except JournalError as exc:
+        raise ResumeError(f"--resume: {exc}") from None
+    if found is None:
+        return None
+    for source, record in found.runs:
+        check_same_run(source, record, digest, options)
+    report, run = found.runs[0]
     by_key: dict[tuple[str, str], ImageEntry] = {}
-    for raw in doc["images"]:
-        if isinstance(raw, dict) and raw.get("status") == "ok":
+    for raw in found.entries:
+        if raw.get("status") == "ok":
             try:
                 entry = ImageEntry.from_dict(raw)
             except (TypeError, KeyError, ValueError):  # not an entry this version wrote: explain again

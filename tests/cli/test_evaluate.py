@@ -130,6 +130,7 @@ def test_cli_json_prints_one_document_and_default_composite_is_the_configs(tmp_p
         (("--composites", "", "--baselines", ""), "nothing to evaluate"),
         (("--perturbation", "noise"), "noise"),
         (("--order", "up"), "up"),
+        (("--shard", "3/2"), "shard 3 of 2 is out of range"),
     ],
 )
 def test_cli_usage_errors_exit_2_and_write_nothing(tmp_path: Path, tiny: Path, args: tuple[str, ...], message: str) -> None:
@@ -183,3 +184,16 @@ def test_cli_sanity_needs_an_lrp_explainer(tmp_path: Path, tiny: Path) -> None:
     result = lrp("evaluate", SAMPLES / "coffee.png", "-c", tiny, *FAST, "--composites", "", "--sanity", "--out", out)
     assert result.exit_code == 2 and "--composites is empty" in result.stderr
     assert not out.exists()
+
+
+def test_cli_shard_evaluates_only_its_inputs(tmp_path: Path, tiny: Path) -> None:
+    from lrpcli.run.shards import shard_of
+
+    out = tmp_path / "out"
+    result = lrp("evaluate", SAMPLES, "-c", tiny, *FAST, "--baselines", "random", "--shard", "2/2", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
+    names = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg"))
+    mine = [n for n in names if shard_of(f"sample_images/{n}", 2) == 2]
+    assert doc["run"]["shard"] == {"index": 2, "count": 2, "inputs": len(mine), "all_inputs": len(names)}
+    assert sorted(Path(e["input"]).name for e in doc["images"]) == mine

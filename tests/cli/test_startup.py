@@ -37,27 +37,28 @@ from lrpcli.cli import app
 out = {}
 for args in json.loads(sys.argv[1]):
     result = CliRunner().invoke(app, args)
-    out[" ".join(args)] = [result.exit_code, "torch" in sys.modules, len(result.stdout)]
+    out[" ".join(args)] = [result.exit_code, "torch" in sys.modules, len(result.stdout), "ray" in sys.modules]
 print(json.dumps(out))
 """
 
 
 def test_every_command_is_listed() -> None:
     names = {" ".join(path) for path, _ in ALL}
-    assert {"", "explain", "evaluate", "tune", "inspect", "models", "composites", "config", "config check"} <= names
+    assert {"", "explain", "merge", "audit", "evaluate", "tune", "inspect", "models", "composites", "config", "config check"} <= names
 
 
 def test_help_and_version_do_not_import_torch() -> None:
-    """In one fresh process, each ``--help`` and ``--version`` in turn: none imports torch."""
+    """In one fresh process, each ``--help`` and ``--version`` in turn: none imports torch or ray."""
     proc = subprocess.run(
         [sys.executable, "-c", STARTUP, json.dumps(HELP_ARGS)], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert set(results) == {" ".join(a) for a in HELP_ARGS}
-    for args, (code, torch_loaded, printed) in results.items():
+    for args, (code, torch_loaded, printed, ray_loaded) in results.items():
         assert code == 0 and printed > 0, args
         assert not torch_loaded, f"lrp {args} imported torch"
+        assert not ray_loaded, f"lrp {args} imported ray (only --backend ray may)"
 
 
 def test_the_check_sees_torch_when_it_is_imported() -> None:
