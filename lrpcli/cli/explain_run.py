@@ -252,6 +252,17 @@ def _previous_run(
     except ResumeError as exc:
         raise Fail(EXIT_USAGE, str(exc)) from None
     assert state is not None  # the report exists
+    shard = shard_option(o.shard)
+    before, now = state.run.get("shard") or {}, shard.to_dict() if shard else {}
+    if (before.get("index"), before.get("count")) != (now.get("index"), now.get("count")):
+        def name(s: dict[str, Any]) -> str:
+            return f"shard {s['index']}/{s['count']}" if s.get("count") else "all inputs (no --shard)"
+
+        raise Fail(
+            EXIT_USAGE,
+            f"--resume: {state.report} was written for {name(before)}, this run is for {name(now)}; "
+            "resume each shard into its own --out with the same --shard",
+        )
     if not o.quiet:
         console.print(
             Text(

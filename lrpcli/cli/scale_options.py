@@ -34,7 +34,7 @@ BackendOption = Annotated[
     typer.Option(
         "--backend",
         case_sensitive=False,
-        help="local: this process; ray: a Ray Data pipeline (pip install 'lrpcli[ray]'), one "
+        help="local: this process; ray: a Ray Data pipeline (pip install 'lrpcli\\[ray]'), one "
         "explainer per actor and GPU, on the cluster at --ray-address or a local Ray instance.",
     ),
 ]

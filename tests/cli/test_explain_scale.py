@@ -54,6 +54,21 @@ def test_shard_auto_from_slurm(tmp_path: Path, tiny: list[str], monkeypatch: pyt
     assert len(list((tmp_path / "out").rglob("*.overlay.png"))) == len(expected)
 
 
+def test_resume_refuses_another_shard(tmp_path: Path, tiny: list[str]) -> None:
+    folder, out = images(tmp_path / "pics", 6), tmp_path / "out"
+    assert lrp("explain", folder, *tiny, "-o", out, "--shard", "1/2", "-q").exit_code == 0
+    before = (out / "report.json").read_bytes()
+    for args, message in (
+        (["--shard", "2/2"], "was written for shard 1/2, this run is for shard 2/2"),
+        ([], "was written for shard 1/2, this run is for all inputs (no --shard)"),
+    ):
+        result = lrp("explain", folder, *tiny, "-o", out, "--resume", *args)
+        assert result.exit_code == 2 and message in result.stderr, result.stderr
+        assert (out / "report.json").read_bytes() == before  # nothing rewritten
+    result = lrp("explain", folder, *tiny, "-o", out, "--resume", "--shard", "1/2")
+    assert result.exit_code == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
