@@ -47,7 +47,7 @@ from lrpcli.run.journal import Journal
 from lrpcli.run.outputs import JOURNAL_NAME, REPORT_NAME, OutputConflict, OutputPaths, plan_outputs
 from lrpcli.run.pipeline import Pipeline, RunSettings
 from lrpcli.run.report import ReportWriter, json_safe, jsonl_line
-from lrpcli.run.shards import take_shard
+from lrpcli.run.shards import Shard, take_shard
 from lrpcli.run.resume import ResumeError, ResumeState, load_previous
 
 __all__ = ["ExplainOptions", "run_explain"]
@@ -252,11 +252,10 @@ def _previous_run(
     except ResumeError as exc:
         raise Fail(EXIT_USAGE, str(exc)) from None
     assert state is not None  # the report exists
-    shard = shard_option(o.shard)
-    before, now = state.run.get("shard") or {}, shard.to_dict() if shard else {}
-    if (before.get("index"), before.get("count")) != (now.get("index"), now.get("count")):
-        def name(s: dict[str, Any]) -> str:
-            return f"shard {s['index']}/{s['count']}" if s.get("count") else "all inputs (no --shard)"
+    before, now = Shard.of_run(state.run), shard_option(o.shard)
+    if before != now:
+        def name(s: Shard | None) -> str:
+            return f"shard {s}" if s else "all inputs (no --shard)"
 
         raise Fail(
             EXIT_USAGE,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lrpcli.models.spec import ModelLoadError, ModelSpec
-from lrpcli.models.weights import check_state_dict, load_state_dict_file, sha256_file
+from lrpcli.models.weights import load_into, load_state_dict_file, sha256_file
 
 __all__ = ["build_python_model", "import_module_class", "infer_num_classes", "parse_reference"]
 
@@ -121,11 +121,7 @@ def build_python_model(spec: ModelSpec) -> tuple[nn.Module, int, str]:
     if not spec.path.is_file():
         raise ModelLoadError(f"{spec.path}: weights file not found")
     state = load_state_dict_file(spec.path)
-    check_state_dict(module, state, spec.path)
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{spec.path}: {exc}") from exc
+    load_into(module, state, spec.path)
     outputs = infer_num_classes(module, spec.input_size, where)
     if spec.num_classes and outputs != spec.num_classes:
         raise ModelLoadError(

@@ -44,8 +44,8 @@ from lrpcli.models.timm_source import TimmSource
 from lrpcli.models.weights import (
     WEIGHT_FILE_SUFFIXES,
     cached_weights_path,
-    check_state_dict,
     download_weights,
+    load_into,
     load_state_dict_file,
     sha256_file,
 )
@@ -294,11 +294,7 @@ class FileSource(ModelSource):
                 module = torchvision.models.get_model(spec.name, weights=None, num_classes=spec.num_classes)
             except Exception as exc:
                 raise ModelLoadError(f"cannot build {spec.name}: {exc}") from exc
-        check_state_dict(module, state, path)
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:  # dtype or other problems not caught above
-            raise ModelLoadError(f"{path}: {exc}") from exc
+        load_into(module, state, path)
         source = f"file {path} (sha256 {sha256_file(path)})"
         return LoadedModel(module, spec, source, categories_for(spec))
 

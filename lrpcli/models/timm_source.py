@@ -26,7 +26,7 @@ from lrpcli.io.preprocess import Preprocess
 from lrpcli.models.imagenet import IMAGENET_PREPROCESS
 from lrpcli.models.source_base import Checker, ModelSource, categories_for, parse_classes, weights_file
 from lrpcli.models.spec import LoadedModel, ModelLoadError, ModelSpec
-from lrpcli.models.weights import check_state_dict, load_state_dict_file, sha256_file
+from lrpcli.models.weights import load_into, load_state_dict_file, sha256_file
 
 __all__ = ["TimmSource", "timm_preprocess"]
 
@@ -132,11 +132,7 @@ class TimmSource(ModelSource):
             module = timm.create_model(spec.name, pretrained=False, num_classes=num_classes)
         except Exception as exc:  # noqa: BLE001 - timm raises many kinds; all mean "cannot build"
             raise ModelLoadError(f"cannot build timm model {spec.name}: {type(exc).__name__}: {exc}") from exc
-        check_state_dict(module, state, path, hint="check model.timm and model.num_classes in the config")
-        try:
-            module.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelLoadError(f"{path}: {exc}") from exc
+        load_into(module, state, path, hint="check model.timm and model.num_classes in the config")
         spec = replace(spec, num_classes=num_classes)
         if spec.classes is not None and len(spec.classes) != num_classes:
             raise ModelLoadError(

@@ -24,6 +24,7 @@ __all__ = [
     "cached_weights_path",
     "check_state_dict",
     "download_weights",
+    "load_into",
     "load_state_dict_file",
     "sha256_file",
 ]
@@ -140,6 +141,22 @@ def check_state_dict(
         text += listing("unexpected in the file", unexpected)
     text += f"\n  {hint}"
     raise ModelLoadError(text)
+
+
+def load_into(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    hint: str = "check model.arch and model.num_classes in the config",
+) -> None:
+    """Load ``state`` (read from ``path``) into ``module`` strictly: mismatches are listed by
+    :func:`check_state_dict`, anything else ``load_state_dict`` refuses raises :class:`ModelLoadError`."""
+    check_state_dict(module, state, path, hint=hint)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # dtype or other problems the check does not see
+        raise ModelLoadError(f"{path}: {exc}") from exc
 
 
 def cached_weights_path(weights: Any) -> Path:

@@ -24,6 +24,7 @@ from lrpcli.run.journal import FinishedRun, JournalError, entry_key, read_finish
 from lrpcli.run.outputs import REPORT_NAME
 from lrpcli.run.report import ReportWriter
 from lrpcli.run.resume import RESUME_OPTIONS
+from lrpcli.run.shards import Shard
 
 __all__ = ["MergeError", "Merged", "merge_runs", "write_merged"]
 
@@ -59,13 +60,6 @@ def _fingerprint(run: dict[str, Any]) -> dict[str, Any]:
         "composite (name, rules, options)": [composite.get(k) for k in ("name", "spec", "options")],
         **{f"--{k.replace('_', '-')}": options.get(k) for k in RESUME_OPTIONS},
     }
-
-
-def _shard(run: dict[str, Any]) -> tuple[int, int] | None:
-    shard = run.get("shard")
-    if isinstance(shard, dict) and isinstance(shard.get("index"), int) and isinstance(shard.get("count"), int):
-        return shard["index"], shard["count"]
-    return None
 
 
 def _time(text: Any) -> float | None:
@@ -117,15 +111,15 @@ def merge_runs(folders: Sequence[Path], out: Path) -> Merged:
                         f"{reference[what]!r}; merge only the shards of one run (same config, "
                         "weights, composite and options)"
                     )
-    shards: dict[tuple[int, int], Path] = {}
+    shards: dict[Shard, Path] = {}
     counts = set()
     for run in found:
-        shard = _shard(run.run)
-        counts.add(shard[1] if shard else None)
+        shard = Shard.of_run(run.run)
+        counts.add(shard.count if shard else None)
         if shard is not None:
             if shard in shards:
                 raise MergeError(
-                    f"shard {shard[0]}/{shard[1]} is in both {shards[shard]} and {run.folder}; "
+                    f"shard {shard} is in both {shards[shard]} and {run.folder}; "
                     "name each shard's folder once"
                 )
             shards[shard] = run.folder
@@ -161,7 +155,7 @@ def merge_runs(folders: Sequence[Path], out: Path) -> Merged:
     warnings = []
     count = next(iter(counts))
     if count is not None and len(shards) < count:
-        missing = [f"{k}/{count}" for k in range(1, count + 1) if (k, count) not in shards]
+        missing = [f"{k}/{count}" for k in range(1, count + 1) if Shard(k, count) not in shards]
         warnings.append(f"shards {', '.join(missing)} are missing: the merged report covers {len(shards)} of {count}")
     unfinished = [run.folder.as_posix() for run in found if not run.complete]
     if unfinished:

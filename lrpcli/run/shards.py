@@ -36,6 +36,14 @@ class Shard:
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "count": self.count}
 
+    @classmethod
+    def of_run(cls, run: Mapping[str, Any]) -> Shard | None:
+        """The shard a report's ``run`` record was made for (``None``: all inputs)."""
+        shard = run.get("shard")
+        if isinstance(shard, dict) and isinstance(shard.get("index"), int) and isinstance(shard.get("count"), int):
+            return cls(shard["index"], shard["count"])
+        return None
+
 
 def shard_of(rel: str, count: int) -> int:
     """The shard (1..``count``) of the input whose mirrored relative path is ``rel``."""
