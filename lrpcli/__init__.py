@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .core.canonize import prepare
     from .core.composites import PRESETS, Composite, get_composite
-    from .core.engine import Explainer, Explanation, explain
+    from .core.engine import Explainer, Explanation, explain, top_classes
     from .core.ledger import Ledger, LedgerEntry
     from .core.program import UnsupportedOpError
     from .run.allocator import tune_allocator
@@ -30,6 +30,7 @@ _LAZY = {
     "Explainer": "lrpcli.core.engine",
     "Explanation": "lrpcli.core.engine",
     "explain": "lrpcli.core.engine",
+    "top_classes": "lrpcli.core.engine",
     "Ledger": "lrpcli.core.ledger",
     "LedgerEntry": "lrpcli.core.ledger",
     "UnsupportedOpError": "lrpcli.core.program",
@@ -56,4 +57,5 @@ __all__ = [
     "get_composite",
     "prepare",
     "tune_allocator",
+    "top_classes",
 ]

@@ -22,6 +22,7 @@ from lrpcli.io.preprocess import Preprocess
 from lrpcli.io.render import RenderSettings
 from lrpcli.run.outputs import plan_outputs
 from lrpcli.run.entries import ImageEntry
+from lrpcli.run.targets import Pick, TargetPlan
 from lrpcli.run.pipeline import Pipeline, RunSettings, _Emitter
 
 PP = Preprocess(resize=16, crop=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -102,7 +103,7 @@ def test_order_outputs_and_errors(explainer: Explainer, tmp_path: Path) -> None:
 
 
 def test_requested_target(explainer: Explainer, tmp_path: Path) -> None:
-    entries, _ = run(explainer, make_images(tmp_path / "imgs", 2), tmp_path / "out", target=2)
+    entries, _ = run(explainer, make_images(tmp_path / "imgs", 2), tmp_path / "out", targets=TargetPlan((Pick("class", 2),)))
     assert all(e["target"] == {**e["target"], "index": 2, "label": "cherry", "source": "requested"} for e in entries)
 
 
@@ -233,13 +234,14 @@ def test_stop_event_ends_run_cleanly(explainer: Explainer, tmp_path: Path) -> No
 def test_explain_failure_is_per_batch(explainer: Explainer, tmp_path: Path) -> None:
     calls = [0]
 
-    def flaky(x: torch.Tensor, target: Any) -> Any:
-        calls[0] += 1
-        if calls[0] == 2:
-            raise RuntimeError("boom")
-        return explainer(x, target)
+    class Flaky:
+        def each(self, x: torch.Tensor, targets: Any, **options: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == 2:
+                raise RuntimeError("boom")
+            return explainer.each(x, targets, **options)
 
-    entries, outcome = run(flaky, make_images(tmp_path / "imgs", 6), tmp_path / "out", batch_size=2)
+    entries, outcome = run(Flaky(), make_images(tmp_path / "imgs", 6), tmp_path / "out", batch_size=2)
     assert [e["status"] for e in entries] == ["ok", "ok", "error", "error", "ok", "ok"]
     assert entries[2]["error"] == "explanation failed (RuntimeError: boom)"
     assert outcome.failed == 2
@@ -262,17 +264,18 @@ def test_heatmap_colours_in_written_png(explainer: Explainer, tmp_path: Path) ->
     """A pixel with known positive relevance is red in the PNG, a negative one blue."""
     pos, neg = (3, 4), (10, 12)
 
-    def synthetic(x: torch.Tensor, target: Any) -> Any:
-        real = explainer(x, target)
-        relevance = torch.zeros_like(x)
-        relevance[:, :, pos[0], pos[1]] = 0.5
-        relevance[:, 0, neg[0], neg[1]] = -1.2
-        return dataclasses.replace(real, relevance=relevance)
+    class Synthetic:
+        def each(self, x: torch.Tensor, targets: Any, **options: Any) -> Any:
+            (real,) = explainer.each(x, targets, **options)
+            relevance = torch.zeros_like(x)
+            relevance[:, :, pos[0], pos[1]] = 0.5
+            relevance[:, 0, neg[0], neg[1]] = -1.2
+            return [dataclasses.replace(real, relevance=relevance)]
 
     inputs = make_images(tmp_path / "imgs", 1)
     out = tmp_path / "out"
     exact = RenderSettings(view="crop", smooth=0.0, percentile=None, opacity_exponent=1.0, contrast=1.0)
-    entries, _ = run(synthetic, inputs, out, render=exact)
+    entries, _ = run(Synthetic(), inputs, out, render=exact)
     entry = entries[0]
     assert entry["relevance"]["positive"] == pytest.approx(1.5)
     assert entry["relevance"]["negative"] == pytest.approx(-1.2)

@@ -90,3 +90,32 @@ def test_upscale_warning_for_images_much_smaller_than_the_crop() -> None:
     assert "from 300x100 pixels (2.56x)" in (upscale_warning(300, 100, IMAGENET) or "")
     assert upscale_warning(112, 500, IMAGENET) is None  # half the crop: upscaled, but not much
     assert upscale_warning(300, 200, IMAGENET) is None
+
+
+@pytest.mark.parametrize(("size", "resize", "crop"), [((300, 200), 64, 56), ((90, 211), 48, 48), ((50, 40), 32, 40)])
+def test_squash_matches_torchvision_and_its_crop_box(size: tuple[int, int], resize: int, crop: int) -> None:
+    """``resize_mode="squash"`` (Hugging Face ViT processors): ``Resize((n, n))`` then the centre crop;
+    the crop's box in the photo is the centre part of the whole image, not a square of it."""
+    from torchvision import transforms  # type: ignore[import-untyped]
+
+    from lrpcli.io.preprocess import crop_box
+
+    pp = Preprocess(resize=resize, crop=crop, mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.1), resize_mode="squash")
+    image = noise(*size, seed=size[1])
+    reference = transforms.Compose(
+        [transforms.Resize((resize, resize)), transforms.CenterCrop(crop), transforms.ToTensor(),
+         transforms.Normalize(pp.mean, pp.std)]
+    )(image)  # fmt: skip
+    tensor, shown = preprocess(image, pp)
+    assert tensor.shape == (3, crop, crop) and shown.shape == (crop, crop, 3)
+    assert torch.allclose(tensor, reference, atol=1e-6, rtol=0)
+    width, height = size
+    left, top, right, bottom = crop_box(width, height, pp)
+    margin = (resize - crop) // 2  # pixels of the resized image left out on each side (negative: padding)
+    assert (left, top) == pytest.approx((margin * width / resize, margin * height / resize))
+    assert (right, bottom) == pytest.approx(((margin + crop) * width / resize, (margin + crop) * height / resize))
+
+
+def test_resize_mode_is_validated() -> None:
+    with pytest.raises(ValueError, match="resize_mode must be one of shorter, squash"):
+        Preprocess(resize=8, crop=8, mean=(0, 0, 0), std=(1, 1, 1), resize_mode="stretch")

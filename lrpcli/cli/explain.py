@@ -35,8 +35,8 @@ __all__ = ["explain"]
 
 EXAMPLES = examples(
     ("Heatmaps and overlays for every image in a folder (outputs mirror its tree)", "lrp explain photos/ -o heatmaps"),
-    ("One image, class 281 (tabby cat), another preset, the raw map too", "lrp explain cat.jpg --composite epsilon_plus --target 281 --save-npy -o cat"),
-    ("Paths from find, the report as JSON on standard output", "find photos -name '*.jpg' -print0 | lrp explain - --null --json -o found"),
+    ("Why the top class rather than the runner-up (red: for it, blue: for the runner-up)", "lrp explain cat.jpg --contrast rank2 -o why"),
+    ("Audit against labels: each image's class from a CSV, relevance at layer3 too", "find val -name '*.jpg' | lrp explain - --targets labels.csv --layer layer3 -o audit"),
     ("Finish an interrupted run: keep what it wrote, explain the rest", "lrp explain photos/ -o heatmaps --resume"),
 )
 
@@ -52,10 +52,43 @@ def explain(
         typer.Option(
             "--target",
             "-t",
-            metavar="pred|INDEX|LABEL",
-            help="Class to explain: the predicted one, a class index, or a class name.",
+            metavar="pred|INDEX|LABEL|rankN|topK",
+            help="Class to explain: the predicted one, a class index, a class name, the N-th ranked "
+            "class (rank2: the runner-up), or the top K classes, one map each from one forward pass "
+            "(NAME.heatmap.png, NAME.top2.heatmap.png, ...).",
         ),
     ] = "pred",
+    contrast: Annotated[
+        str | None,
+        typer.Option(
+            "--contrast",
+            metavar="INDEX|LABEL|pred|rankN",
+            help="Explain why the target rather than this class: the map of f_target - f_contrast "
+            "(the plain logit difference; with lrpcli's rules, the target's map minus this class's).",
+            show_default=False,
+        ),
+    ] = None,
+    targets_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets",
+            metavar="FILE",
+            help="A class per image (audits against ground truth): CSV rows 'path,class' or JSON lines "
+            "{\"path\": ..., \"target\": ...}; class as index or name; paths relative to FILE or file "
+            "names. The report gives the predicted class beside it.",
+            show_default=False,
+        ),
+    ] = None,
+    layer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--layer",
+            metavar="NAME",
+            help="Also keep the relevance arriving at this module's output (repeatable; names as in "
+            "lrp inspect): NAME.layer-MODULE.npy and the top channels in the report.",
+            show_default=False,
+        ),
+    ] = None,
     top_k: Annotated[
         int, typer.Option("--top-k", "-k", min=1, metavar="K", help="Predictions listed per image.")
     ] = 5,
@@ -215,6 +248,9 @@ def explain(
         out=out,
         composite=composite,
         target=target,
+        contrast=contrast,
+        targets_file=targets_file,
+        layers=list(layer or []),
         top_k=top_k,
         batch_size=batch_size,
         workers=workers,

@@ -1,10 +1,11 @@
 """The options of ``lrp explain`` and their checks: the rendering, ledger and composite options
-as config overrides, and ``--target`` as a class index. Usage errors name the option.
+as config overrides, and ``--target``/``--contrast``/``--targets`` as a target plan. Usage errors
+name the option.
 """
 
 from __future__ import annotations
 
-import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from lrpcli.cli.options import DeviceChoice
 from lrpcli.config.schema import LEDGER_MODES
 from lrpcli.hints import did_you_mean
 from lrpcli.io.render import MODES, VIEWS, RenderSettings
+from lrpcli.run.targets import Pick, TargetPlan, TargetsFileError, class_index, match_targets, read_targets
 
-__all__ = ["ExplainOptions", "composite_list", "parse_target", "render_overrides"]
+__all__ = ["ExplainOptions", "composite_list", "parse_pick", "render_overrides", "target_plan"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class ExplainOptions:
     out: Path = Path("lrp-out")
     composite: str | None = None
     target: str = "pred"
+    contrast: str | None = None  # --contrast B: explain f_target − f_B
+    targets_file: Path | None = None  # --targets FILE: a class per image
+    layers: list[str] = field(default_factory=list)  # --layer NAME (repeatable)
     top_k: int = 5
     batch_size: int = 8
     workers: int = 2
@@ -120,32 +125,61 @@ def composite_list(text: str | None) -> list[str]:
     return names
 
 
-def parse_target(text: str, categories: list[str]) -> int | None:
-    """``pred`` → None; an index; or a class name (case-insensitive, unambiguous)."""
+_TOP = re.compile(r"top(\d+)$")
+_RANK = re.compile(r"rank(\d+)$")
+
+
+def parse_pick(text: str, categories: list[str], option: str = "--target") -> tuple[Pick, ...]:
+    """``pred`` (rank 1), ``rankN``, ``topK`` (ranks 1..K: one map each), a class index or a
+    class name (case-insensitive, unambiguous); usage errors name ``option``."""
     value = text.strip()
-    if value.lower() in ("pred", "predicted", ""):
-        return None
-    n = len(categories)
-    if value.lstrip("-").isdigit():
-        index = int(value)
-        if not 0 <= index < n:
-            raise Fail(EXIT_USAGE, f"--target {value}: class index out of range 0..{n - 1}")
-        return index
-    matches = [i for i, name in enumerate(categories) if name == value]
-    if not matches:
-        folded = value.casefold()
-        matches = [i for i, name in enumerate(categories) if name.casefold() == folded]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        listed = ", ".join(str(i) for i in matches)
+    folded = value.lower()
+    if folded in ("pred", "predicted", ""):
+        return (Pick("rank", 1),)
+    for pattern, many in ((_TOP, True), (_RANK, False)):
+        m = pattern.match(folded)
+        if m:
+            k = int(m.group(1))
+            if not 1 <= k <= len(categories):
+                raise Fail(EXIT_USAGE, f"{option} {value}: choose 1..{len(categories)} (the model has {len(categories)} classes)")
+            return tuple(Pick("rank", r) for r in range(1, k + 1)) if many else (Pick("rank", k),)
+    try:
+        return (Pick("class", class_index(value, categories, option)),)
+    except ValueError as exc:
+        raise Fail(EXIT_USAGE, f"{exc}; or pred, rankN, topK") from None
+
+
+def map_count(target: str) -> int:
+    """Maps per image that ``--target`` asks for (``topK``: K), before the model is loaded."""
+    m = _TOP.match(target.strip().lower())
+    return max(1, int(m.group(1))) if m else 1
+
+
+def target_plan(o: ExplainOptions, categories: list[str], inputs: list[Any]) -> TargetPlan:
+    """``--target``, ``--contrast`` and ``--targets FILE`` as a :class:`TargetPlan` (usage errors:
+    exit 2); every input must have a row in the targets file."""
+    picks = parse_pick(o.target, categories)
+    contrast = None
+    if o.contrast is not None:
+        against = parse_pick(o.contrast, categories, "--contrast")
+        if len(against) != 1:
+            raise Fail(EXIT_USAGE, f"--contrast {o.contrast}: name one class (an index, a name, pred or rankN)")
+        contrast = against[0]
+    if o.targets_file is None:
+        return TargetPlan(picks, contrast)
+    if o.target.strip().lower() not in ("pred", "predicted", ""):
+        raise Fail(EXIT_USAGE, "--targets FILE and --target cannot be combined: the file names each image's class")
+    try:
+        rows = read_targets(o.targets_file, categories)
+    except TargetsFileError as exc:
+        raise Fail(EXIT_USAGE, str(exc)) from None
+    found, missing = match_targets(rows, o.targets_file, inputs)
+    if missing:
+        shown = ", ".join(item.path.as_posix() for item in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise Fail(
-            EXIT_USAGE, f"--target {value!r} names several classes ({listed}); give the index instead"
+            EXIT_USAGE,
+            f"--targets {o.targets_file}: no row for {len(missing)} of {len(inputs)} images ({shown}{more}); "
+            "add a 'path,class' row for each (paths relative to the file, or file names)",
         )
-    close = difflib.get_close_matches(value, categories, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise Fail(
-        EXIT_USAGE,
-        f"--target {value!r}: no class with that name{hint} (use pred, a class index 0..{n - 1}, "
-        "or an exact class name)",
-    )
+    return TargetPlan((Pick("file"),), contrast, found, o.targets_file.as_posix())

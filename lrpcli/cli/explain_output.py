@@ -82,9 +82,17 @@ def log_entry(console: Console, entry: ImageEntry, quiet: bool, out: Path | None
         return
     for message in entry.warnings:
         warn(console, f"{name}: {message}")
-    target = entry.result.target
-    prob = target.probability
-    shown = f"{prob * 100:.1f}%" if isinstance(prob, float) else "?"
+    result = entry.result
+    target = result.target
+    shown = _class_words(target)
+    if result.contrast is not None:
+        shown += f" rather than {_class_words(result.contrast)}"
+    predicted = result.predicted
+    if predicted is not None and predicted.index != target.index:
+        shown += f", predicted {predicted.label}"
+    if result.more:
+        shown += "; also " + ", ".join(str((m.get("target") or {}).get("label")) for m in result.more)
+    what = "the logit" if result.contrast is None else "the logit difference"
     rel = entry.result.ledger.get("relative_closure_error")
     closure = f"{rel:.1e}" if isinstance(rel, float) else "n/a"
     shown_at = entry.outputs.get("overlay") or entry.outputs.get("heatmap")
@@ -92,10 +100,16 @@ def log_entry(console: Console, entry: ImageEntry, quiet: bool, out: Path | None
     console.print(
         Text.assemble(
             ("ok ", "green"),
-            f"{name}: {target.label} ({shown}); {share_words(entry.result.conservation)}; "
+            f"{name}: {shown}; {share_words(result.conservation, what)}; "
             f"accounts close to {closure}" + float64_words(entry.result.precision) + where,
         )
     )
+
+
+def _class_words(target: Any) -> str:
+    """``tabby (62.0%)``: a class and its probability."""
+    prob = target.probability
+    return f"{target.label} ({prob * 100:.1f}%)" if isinstance(prob, float) else f"{target.label} (?)"
 
 
 def float64_words(precision: dict[str, Any] | None) -> str:

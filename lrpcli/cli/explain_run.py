@@ -23,7 +23,7 @@ from rich.text import Text
 
 from lrpcli.cli.audit_run import write_explain_html
 from lrpcli.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Fail, warn
-from lrpcli.cli.explain_options import ExplainOptions, composite_list, parse_target, render_overrides
+from lrpcli.cli.explain_options import ExplainOptions, composite_list, map_count, render_overrides, target_plan
 from lrpcli.cli.explain_scale import PipelineFactory, check_backend, explainers, ray_runner, shard_option
 from lrpcli.cli.explain_output import EtaColumn, RateColumn, log_entry, log_summary, print_report, write_stdout
 from lrpcli.cli.loading import (
@@ -41,6 +41,7 @@ from lrpcli.io.inputs import ImageInput
 from lrpcli.io.render import get_cmap
 from lrpcli.models.sources import describe
 from lrpcli.models.spec import LoadedModel
+from lrpcli.models.weights import sha256_file
 from lrpcli.run.entries import ImageEntry, config_digest, now, run_header, tool_versions
 from lrpcli.io.files import remove_stale_temporaries
 from lrpcli.run.journal import Journal
@@ -98,8 +99,9 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     resuming = bool(o.resume) and ((out / REPORT_NAME).exists() or (out / JOURNAL_NAME).exists())
     try:  # resuming from a matching report: outputs of images not finished may be replaced
         plans = plan_outputs(
-            inputs, out, save_npy=o.save_npy, compare=bool(compared), overwrite=o.overwrite or resuming
-        )
+            inputs, out, save_npy=o.save_npy, compare=bool(compared), overwrite=o.overwrite or resuming,
+            layers=o.layers, maps=map_count(o.target),
+        )  # fmt: skip
     except OutputConflict as exc:
         raise Fail(EXIT_USAGE, str(exc)) from None
     state = _previous_run(console, out, inputs, plans, cfg, o) if resuming else None
@@ -115,8 +117,13 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     if not quiet:
         console.print(Text(f"loading {describe(cfg.model)} on {device}", style="dim"))
     loaded = load_cli_model(cfg, device)
-    target = parse_target(o.target, loaded.categories)
+    plan = target_plan(o, loaded.categories, inputs)
     explainer, others = explainers(o, cfg, loaded, overrides, compared)  # others: --composites after the first
+    for name in o.layers:
+        try:
+            explainer.layer_step(name)
+        except ValueError as exc:
+            raise Fail(EXIT_USAGE, f"--layer {name}: {exc}") from None
 
     # -- run ------------------------------------------------------------------------------------
     try:
@@ -128,7 +135,8 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
         render=cfg.render,
         batch_size=o.batch_size,
         workers=o.workers,
-        target=target,
+        targets=plan,
+        layers=tuple(o.layers),
         top_k=o.top_k,
         save_npy=o.save_npy,
         fail_fast=o.fail_fast,
@@ -246,7 +254,7 @@ def _previous_run(
     o: ExplainOptions,
 ) -> ResumeState:
     """Load ``OUT/report.json`` for ``--resume`` (usage error if it cannot be reused)."""
-    options = {"target": o.target, "top_k": o.top_k, "save_npy": o.save_npy, "composites": o.composites}
+    options = {"target": o.target, "top_k": o.top_k, "save_npy": o.save_npy, "composites": o.composites, **_target_options(o)}
     try:
         state = load_previous(out, inputs, plans, digest=cfg.digest(), options=options)
     except ResumeError as exc:
@@ -315,6 +323,17 @@ def _all_reused(console: Console, state: ResumeState, cfg: Config, out: Path, o:
     return EXIT_OK
 
 
+def _target_options(o: ExplainOptions) -> dict[str, Any]:
+    """The run options that decide what the maps explain (a resumed run must repeat them)."""
+    digest = sha256_file(o.targets_file) if o.targets_file is not None and o.targets_file.is_file() else None
+    return {
+        "contrast": o.contrast,
+        "targets": None if o.targets_file is None else o.targets_file.as_posix(),
+        "targets_sha256": digest,
+        "layers": list(o.layers) or None,
+    }
+
+
 def _run_info(
     cfg: Config,
     loaded: LoadedModel,
@@ -343,8 +362,10 @@ def _run_info(
         },
         "layers": layers,
         "config": {**config_digest(cfg), "resolved": resolved},
+        "targets": settings.targets.to_dict(),
         "options": {
             "target": o.target,
+            **_target_options(o),
             "top_k": settings.top_k,
             "batch_size": settings.batch_size,
             "workers": settings.workers,

@@ -25,7 +25,7 @@ from lrpcli.core.composites import PRESETS, get_composite
 from lrpcli.core.rules import AFFINE_RULES, BIAS_TREATMENTS, make_rule, rule_params, stabilizer_spec
 from lrpcli.hints import did_you_mean
 from lrpcli.io.decode import DEFAULT_MAX_PIXELS
-from lrpcli.io.preprocess import Preprocess
+from lrpcli.io.preprocess import RESIZE_MODES, Preprocess
 from lrpcli.io.render import MODES, VIEWS, RenderSettings, get_cmap
 from lrpcli.models.imagenet import IMAGENET_PREPROCESS
 from lrpcli.models.sources import SOURCES, default_preprocess
@@ -34,7 +34,7 @@ from lrpcli.models.spec import ModelSpec
 __all__ = ["parse_config"]
 
 _TOP_KEYS = ("version", "model", "preprocess", "rules", "rule_options", "render", "report", "input")
-_PREPROCESS_KEYS = ("resize", "crop", "mean", "std")
+_PREPROCESS_KEYS = ("resize", "crop", "mean", "std", "resize_mode")
 _OPTION_KEYS = ("epsilon", "gamma", "stabilizer", "low", "high", "bias", "coverage", "ignore_bias")
 _RENDER_KEYS = (
     "cmap", "percentile", "overlay_alpha", "mode", "smooth", "opacity_exponent", "contrast", "view",
@@ -68,8 +68,8 @@ def parse_config(data: Any, *, source: str = "config", base_dir: Path | None = N
 
     default_pp = _safe_default_preprocess(model)
     pp = _parse_preprocess(c, top.get("preprocess"), default_pp)
-    if model is not None and model.source == "python" and pp is not None:
-        model = replace(model, input_size=pp.crop)  # for counting the model's outputs
+    if model is not None and model.source in ("python", "huggingface") and pp is not None:
+        model = replace(model, input_size=pp.crop)  # for counting the outputs / tracing at that size
     rules = _parse_rules(c, top.get("rules", "epsilon_plus_flat"))
     opts = _parse_options(c, top.get("rule_options"), pp)
     render = _parse_render(c, top.get("render"))
@@ -147,9 +147,16 @@ def _parse_preprocess(c: Checker, value: Any, default: Preprocess) -> Preprocess
     crop = c.integer(fields["crop"], "preprocess.crop") if "crop" in fields else default.crop
     mean = c.triple(fields["mean"], "preprocess.mean") if "mean" in fields else default.mean
     std = c.triple(fields["std"], "preprocess.std", nonzero=True) if "std" in fields else default.std
-    if resize is None or crop is None or mean is None or std is None:
+    mode = c.string(fields["resize_mode"], "preprocess.resize_mode") if "resize_mode" in fields else default.resize_mode
+    if mode is not None and mode not in RESIZE_MODES:
+        c.error(
+            "preprocess.resize_mode",
+            f"unknown resize mode {mode!r}{did_you_mean(mode, RESIZE_MODES)}; choose one of: {', '.join(RESIZE_MODES)}",
+        )
+        mode = None
+    if resize is None or crop is None or mean is None or std is None or mode is None:
         return None
-    return Preprocess(resize=resize, crop=crop, mean=tuple(mean), std=tuple(std))  # type: ignore[arg-type]
+    return Preprocess(resize=resize, crop=crop, mean=tuple(mean), std=tuple(std), resize_mode=mode)  # type: ignore[arg-type]
 
 
 def _parse_rule_spec(c: Checker, value: Any, path: str) -> Any:

@@ -122,15 +122,18 @@ class Config:
         """The resolved config as plain data; valid config YAML again (paths made absolute)."""
         model = source_of(self.model).to_config(self.model)
         pp = self.preprocess
+        preprocess: dict[str, Any] = {
+            "resize": pp.resize,
+            "crop": pp.crop,
+            "mean": [float(v) for v in pp.mean],
+            "std": [float(v) for v in pp.std],
+        }
+        if pp.resize_mode != "shorter":  # only when set: the digests of existing configs stay as they were
+            preprocess["resize_mode"] = pp.resize_mode
         return {
             "version": CONFIG_VERSION,
             "model": model,
-            "preprocess": {
-                "resize": pp.resize,
-                "crop": pp.crop,
-                "mean": [float(v) for v in pp.mean],
-                "std": [float(v) for v in pp.std],
-            },
+            "preprocess": preprocess,
             "rules": _plain(self.rules),
             "rule_options": {
                 "epsilon": self.epsilon,

@@ -13,9 +13,10 @@ would have to be handed that plan.
 
 from __future__ import annotations
 
+import difflib
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -30,7 +31,10 @@ from .bounds import BoxBounds
 from .program import Analysis, Ref, Step, StepKind, UnsupportedOpError, resolve
 from .rules import Epsilon, ZBox, psum, share
 
-__all__ = ["Explanation", "Explainer", "explain", "prepare"]
+ClassChoice = Union[int, Sequence[int], Sequence[Sequence[int]], Tensor, Callable[[Tensor], Tensor], None]
+"""A class per image (or K per image): an index, indices, or a function of the logits ``(N, C)``."""
+
+__all__ = ["ClassChoice", "Explanation", "Explainer", "explain", "prepare", "top_classes"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class Explanation:
     ledger: Ledger  # ledger.precision says, per image, in which precision it was computed
     #: per image, how it was recomputed in float64 (None: not at all); see :class:`Redo`
     redone: list[Redo | None] = field(default_factory=list)
+    #: (N,) the class subtracted per image (``contrast=``): the map explains f_target − f_contrast
+    contrasts: Tensor | None = None
+    #: the relevance arriving at each requested inner module's output (``layers=``), by name
+    layers: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def float64_rows(self) -> list[int]:
@@ -156,8 +164,37 @@ class Explainer:
                 self._relu_inplace.add(relu)  # z is read by nobody else, or only where it is > 0
 
     # -- public -------------------------------------------------------------------------------
-    def __call__(self, inputs: Tensor, target: "int | Sequence[int] | Tensor | None" = None) -> Explanation:
-        """Explain ``inputs`` (a batch) for ``target`` (None: the predicted class)."""
+    def __call__(
+        self,
+        inputs: Tensor,
+        target: ClassChoice = None,
+        *,
+        contrast: ClassChoice = None,
+        layers: Sequence[str] = (),
+    ) -> Explanation:
+        """Explain ``inputs`` (a batch) for ``target`` (None: the predicted class).
+
+        ``contrast``: explain ``f_target − f_contrast`` instead ("why target rather than
+        contrast"): the reverse walk starts from ``+f_target`` at the target and ``−f_contrast``
+        at the contrast class, so wherever the rules are linear in R (all of lrpcli's) the map is
+        the target's map minus the contrast's. ``layers``: module names whose output relevance to
+        keep (:attr:`Explanation.layers`). A class choice is an index, one per image, or a
+        function of the model's logits ``(N, classes)`` giving ``(N,)`` indices.
+        """
+        return self.each(inputs, target, contrast=contrast, layers=layers)[0]
+
+    def each(
+        self,
+        inputs: Tensor,
+        targets: ClassChoice = None,
+        *,
+        contrast: ClassChoice = None,
+        layers: Sequence[str] = (),
+    ) -> list[Explanation]:
+        """Several explanations of ``inputs`` from one forward pass: one per column of
+        ``targets`` (shape ``(N, K)``, or a function of the logits giving it, e.g.
+        :func:`top_classes`); ``contrast`` alike (one column, or K). A 1-d or scalar choice
+        gives one explanation. Each equals :meth:`__call__` with that column."""
         if not isinstance(inputs, Tensor) or inputs.ndim < 2:
             raise ValueError("inputs must be a batched tensor, e.g. shape (N, 3, H, W)")
         ref = next(iter(self.model.parameters()), None)
@@ -165,10 +202,12 @@ class Explainer:
             raise ValueError(
                 f"inputs are on {inputs.device} but the model is on {ref.device}; move one of them first"
             )
+        layer_steps = {name: self.layer_step(name) for name in layers}
         if self.precision == "float64" and self._float64 is not None:
-            exp = self._float64(inputs.to(torch.float64), target)
-            exp.relevance = exp.relevance.to(inputs.dtype)
-            return exp
+            exps = self._float64.each(inputs.to(torch.float64), targets, contrast=contrast, layers=layers)
+            for exp in exps:
+                exp.relevance = exp.relevance.to(inputs.dtype)
+            return exps
         with torch.no_grad():
             x = inputs.detach()
             logits, saved = self._forward(x, self.ignore_bias)
@@ -178,24 +217,65 @@ class Explainer:
             # with ignore_bias the explained function is the bias-free network, but the outputs reported
             # and the predicted class are the model's own (one more forward pass, nothing kept)
             outputs = self._forward(x, False, keep=False)[0] if self.ignore_bias else logits
-            targets = _targets(target, outputs)
-            exp = self._backward(x, logits, targets, saved)
-            exp.logits = outputs
+            columns = _class_columns(targets, outputs, "target")
+            against = None if contrast is None else _class_columns(contrast, outputs, "contrast")
+            if against is not None and against.shape[1] not in (1, columns.shape[1]):
+                raise ValueError(f"contrast needs 1 or {columns.shape[1]} columns, got {against.shape[1]}")
+            exps = []
+            for k in range(columns.shape[1]):
+                c = None if against is None else against[:, min(k, against.shape[1] - 1)]
+                last = k == columns.shape[1] - 1  # the last walk may consume what the forward pass kept
+                exp = self._backward(x, logits, columns[:, k], saved, contrast=c, layers=layer_steps, consume=last)
+                exp.logits = outputs
+                exps.append(exp)
         if self.precision == "auto" and x.dtype != torch.float64:
-            err = exp.ledger.relative_error()
-            bad = (err > self.tolerance).nonzero().flatten()
-            if bad.numel():
-                self._recompute_in_float64(exp, x, bad, err[bad].tolist())
-        return exp
+            for exp in exps:
+                err = exp.ledger.relative_error()
+                bad = (err > self.tolerance).nonzero().flatten()
+                if bad.numel():
+                    self._recompute_in_float64(exp, x, bad, err[bad].tolist(), layers)
+        return exps
 
-    def _recompute_in_float64(self, exp: Explanation, x: Tensor, rows: Tensor, errors: list[float]) -> None:
+    def layer_step(self, name: str) -> int:
+        """The step whose output is module ``name``'s output (the last step inside the module
+        that is used outside it); :class:`ValueError` says which names exist."""
+        steps = self.program.steps
+        inside = [
+            s for s in steps
+            if s.kind not in _NOT_EXPLAINED and s.module is not None
+            and (s.module == name or s.module.startswith(name + "."))
+        ]  # fmt: skip
+        if not inside:
+            known = sorted({m for s in steps if s.module for m in _scopes(s.module)})
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"no module {name!r} in the canonized model{hint} (lrp inspect lists the modules; "
+                "a BatchNorm folded into its conv is not a layer of its own)"
+            )
+        members = {s.index for s in inside}
+        users = self.analysis.users
+        exits = [s for s in inside if any(u not in members for u, _ in users[s.index])]
+        if len(exits) != 1:
+            raise ValueError(
+                f"module {name!r} has {len(exits)} outputs used outside it "
+                f"({', '.join(s.name for s in exits) or 'none'}); name a module with one output"
+            )
+        return exits[0].index
+
+    def _recompute_in_float64(
+        self, exp: Explanation, x: Tensor, rows: Tensor, errors: list[float], layers: Sequence[str] = ()
+    ) -> None:
         """Redo images whose ledger does not close in float32 in float64, and splice them in."""
         if self._float64 is None:
             self._float64 = Explainer(
                 _float64_copy(self.model), self.composite, ignore_bias=self.ignore_bias, precision="model"
             )
-        hi = self._float64(x[rows].to(torch.float64), exp.targets[rows])
+        contrast = None if exp.contrasts is None else exp.contrasts[rows]
+        hi = self._float64(x[rows].to(torch.float64), exp.targets[rows], contrast=contrast, layers=layers)
         exp.relevance[rows] = hi.relevance.to(exp.relevance.dtype)
+        for name, rel in hi.layers.items():
+            exp.layers[name][rows] = rel.to(exp.layers[name].dtype)
         exp.ledger.splice(rows, hi.ledger)
         for i, e in zip(rows.tolist(), errors):
             exp.redone[i] = Redo(e)
@@ -294,8 +374,19 @@ class Explainer:
         return env[self.program.output_index], saved
 
     # -- backward -----------------------------------------------------------------------------
-    def _backward(self, x: Tensor, logits: Tensor, targets: Tensor, saved: list[Any]) -> Explanation:
-        """The reverse walk."""
+    def _backward(
+        self,
+        x: Tensor,
+        logits: Tensor,
+        targets: Tensor,
+        saved: list[Any],
+        *,
+        contrast: Tensor | None = None,
+        layers: Mapping[str, int] | None = None,
+        consume: bool = True,
+    ) -> Explanation:
+        """The reverse walk from ``f_target`` (minus ``f_contrast``); ``layers`` (name → step)
+        keeps the relevance arriving there; without ``consume`` it leaves ``saved`` intact."""
         steps = self.program.steps
         n = x.shape[0]
         layout = self._batch_layout(x)
@@ -303,6 +394,11 @@ class Explainer:
         rows = torch.arange(n, device=logits.device)
         start[rows, targets] = logits[rows, targets]
         output = logits[rows, targets].to(torch.float64)
+        if contrast is not None:  # a row whose contrast is its target starts from zero
+            start.index_put_((rows, contrast), -logits[rows, contrast], accumulate=True)
+            output = output - logits[rows, contrast].to(torch.float64)
+        keep = {i: name for name, i in (layers or {}).items()}
+        kept: dict[str, Tensor] = {}
         rel: list[Any] = [None] * len(steps)
         rsum: list[Any] = [None] * len(steps)  # Σ relevance arriving at each step, per image
         out_ref = steps[self.program.output_index].args[0]
@@ -317,13 +413,17 @@ class Explainer:
             if s.kind is StepKind.STAT and s.error is not None:
                 raise s.error
             rel[s.index] = None
-            data, saved[s.index] = saved[s.index], None
+            if s.index in keep:
+                kept[keep[s.index]] = _layer_relevance(s, r, n, layout)
+            data = saved[s.index]
+            if consume:
+                saved[s.index] = None
             r_out = rsum[s.index]
             bias = stab = dropped = zeros
             distributed = None
             rule = s.rule_name
             if s.kind is StepKind.AFFINE:
-                contribs, absorbed, rule = self._affine(s, data, r, x)
+                contribs, absorbed, rule = self._affine(s, data, r, x, reuse=consume)
                 bias, stab, dropped, distributed = (_per_image(s, v, n, layout) for v in absorbed)
             elif s.kind in (StepKind.NORM, StepKind.MIX):
                 contribs, absorbed = self._norm(s, data, r)
@@ -365,7 +465,10 @@ class Explainer:
         entries.reverse()
         precision = [str(x.dtype)[6:]] * n
         ledger = Ledger(output=output, pixels=psum(pixels), entries=entries, precision=precision)
-        return Explanation(relevance=pixels, logits=logits, targets=targets, ledger=ledger, redone=[None] * n)
+        return Explanation(
+            relevance=pixels, logits=logits, targets=targets, ledger=ledger, redone=[None] * n,
+            contrasts=contrast, layers={name: kept[name] for name in (layers or {}) if name in kept},
+        )  # fmt: skip
 
     def _batch_layout(self, x: Tensor) -> dict[int, tuple[int, int]]:
         """The steps whose output does not hold one image per row, as ``step → (batch dimension,
@@ -388,7 +491,7 @@ class Explainer:
             self._layouts[key] = found
         return self._layouts[key]
 
-    def _affine(self, s: Step, data: Any, r: Tensor, x0: Tensor) -> tuple[list[Any], Any, str]:
+    def _affine(self, s: Step, data: Any, r: Tensor, x0: Tensor, reuse: bool = True) -> tuple[list[Any], Any, str]:
         xin, z = data
         layer: Affine = s.affine  # type: ignore[assignment]
         assignment = self.assignments[s.index]
@@ -397,8 +500,9 @@ class Explainer:
         if isinstance(assignment.rule, ZBox):
             bounds = self._box.at(s, assignment.rule, x0)
         positive = s.index in self._positive
-        # walking backwards, every user of z has been explained: it is dead after this rule
-        r_in, absorbed = assignment.rule.apply(layer, xin, z, r, bias, bounds, positive, reuse=True)
+        # walking backwards, every user of z has been explained: it is dead after this rule,
+        # unless another walk from the same forward pass comes after this one
+        r_in, absorbed = assignment.rule.apply(layer, xin, z, r, bias, bounds, positive, reuse=reuse)
         return [(s.args[0].index, r_in)], absorbed, assignment.rule.describe()
 
     def _norm(self, s: Step, data: Any, r: Tensor) -> tuple[list[Any], Any]:
@@ -565,26 +669,57 @@ def _zero_constants(template: Any, values: Any, live: list[bool]) -> Any:
     return values
 
 
-def _targets(target: Any, logits: Tensor) -> Tensor:
+def top_classes(k: int) -> Callable[[Tensor], Tensor]:
+    """The ``k`` highest-scoring classes of each image, best first (a ``targets`` choice)."""
+    if k < 1:
+        raise ValueError(f"top_classes needs k >= 1, got {k}")
+    return lambda logits: logits.topk(min(k, logits.shape[1]), dim=1).indices
+
+
+def _class_columns(choice: Any, logits: Tensor, what: str) -> Tensor:
+    """``choice`` as class indices of shape ``(N, K)`` (None: the predicted class)."""
     n, c = logits.shape
-    if target is None:
-        return logits.argmax(dim=1)
-    t = torch.as_tensor(target, device=logits.device).long()
+    if choice is None:
+        return logits.argmax(dim=1, keepdim=True)
+    if callable(choice):
+        choice = choice(logits)
+    t = torch.as_tensor(choice, device=logits.device).long()
     if t.ndim == 0:
         t = t.expand(n)
-    if t.shape != (n,):
-        raise ValueError(f"target must be None, an int, or {n} ints; got shape {tuple(t.shape)}")
+    if t.ndim == 1:
+        t = t.view(-1, 1)
+    if t.ndim != 2 or t.shape[0] != n or t.shape[1] < 1:
+        raise ValueError(f"{what} must be None, an int, {n} ints or {n} rows of ints; got shape {tuple(t.shape)}")
     if bool(((t < 0) | (t >= c)).any()):
-        raise ValueError(f"target class out of range 0..{c - 1}: {t.tolist()}")
+        raise ValueError(f"{what} class out of range 0..{c - 1}: {t.tolist()}")
     return t
+
+
+def _scopes(module: str) -> list[str]:
+    """``a.b.c`` → ``a``, ``a.b``, ``a.b.c``: the module names a step lies inside."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _layer_relevance(s: Step, r: Any, n: int, layout: dict[int, tuple[int, int]]) -> Tensor:
+    """The relevance arriving at step ``s``'s output, one image per row, as a copy."""
+    if isinstance(r, dict) or not isinstance(r, Tensor):
+        raise UnsupportedOpError(s.op, s.name, s.module, "layers=: this output is a tuple, not one tensor")
+    if s.index in layout or r.ndim < 2 or r.shape[0] != n:
+        raise UnsupportedOpError(
+            s.op, s.name, s.module, "layers=: this output does not hold one image per row; name an enclosing module"
+        )
+    return r.detach().clone()
 
 
 def explain(
     model: torch.nn.Module,
     inputs: Tensor,
     composite: "str | Mapping[str, Any] | Composite" = "epsilon_plus_flat",
-    target: "int | Sequence[int] | Tensor | None" = None,
+    target: ClassChoice = None,
     *,
+    contrast: ClassChoice = None,
+    layers: Sequence[str] = (),
     ignore_bias: bool = False,
     precision: str = "auto",
     **options: Any,
@@ -601,6 +736,8 @@ def explain(
     ledger does not close to 1e-5 (float32 rounding, with relevance masses far above f(x));
     ``"model"`` never redoes; ``"float64"`` always computes in float64;
     :attr:`Explanation.redone` says which images were redone.
+    ``contrast`` and ``layers``: see :meth:`Explainer.__call__`.
     The model is not modified: no hooks, same parameters, same train/eval mode.
     """
-    return Explainer(model, composite, ignore_bias=ignore_bias, precision=precision, **options)(inputs, target)
+    explainer = Explainer(model, composite, ignore_bias=ignore_bias, precision=precision, **options)
+    return explainer(inputs, target, contrast=contrast, layers=layers)

@@ -1,7 +1,9 @@
 """Preprocessing: an RGB image to a normalised model input and the crop it shows (:func:`preprocess`).
 
 Bit-for-bit torchvision's ``Resize`` (bilinear, antialiased), ``CenterCrop``, ``ToTensor`` and
-``Normalize``; :func:`pixel_bounds` gives the normalised values of pixels 0 and 1.
+``Normalize``; :func:`pixel_bounds` gives the normalised values of pixels 0 and 1. The resize
+either scales the shorter side (``Resize(n)``, the default) or squashes the whole image to a
+square (``Resize((n, n))``, as Hugging Face's ViT processors do): :attr:`Preprocess.resize_mode`.
 """
 
 from __future__ import annotations
@@ -12,30 +14,42 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["Preprocess", "crop_box", "pixel_bounds", "preprocess", "upscale_warning"]
+__all__ = ["RESIZE_MODES", "Preprocess", "crop_box", "pixel_bounds", "preprocess", "upscale_warning"]
+
+RESIZE_MODES: tuple[str, ...] = ("shorter", "squash")
+"""How :class:`Preprocess` resizes: the shorter side to ``resize`` (aspect ratio kept), or the whole
+image to ``resize`` x ``resize`` (aspect ratio not kept)."""
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``,
-    scale to [0, 1], then normalise each RGB channel as ``(x - mean) / std``."""
+    """Resize the shorter side to ``resize`` (``resize_mode="shorter"``) or the whole image to
+    ``resize`` x ``resize`` (``"squash"``), centre-crop ``crop`` x ``crop``, scale to [0, 1], then
+    normalise each RGB channel as ``(x - mean) / std``."""
 
     resize: int
     crop: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize_mode: str = "shorter"
 
     def __post_init__(self) -> None:
         if self.resize < 1 or self.crop < 1:
             raise ValueError(f"resize and crop must be positive, got {self.resize}, {self.crop}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {self.resize_mode!r}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std need exactly 3 values (R, G, B)")
         if any(s == 0 for s in self.std):
             raise ValueError(f"std values must be non-zero, got {self.std}")
 
 
-def _resized_size(width: int, height: int, short: int) -> tuple[int, int]:
-    """Output (width, height) with the shorter side = ``short`` (torchvision's rule)."""
+def _resized_size(width: int, height: int, pp: Preprocess) -> tuple[int, int]:
+    """Output (width, height) of the resize: the shorter side = ``pp.resize`` (torchvision's
+    rule), or ``pp.resize`` x ``pp.resize`` when ``pp.resize_mode`` is ``"squash"``."""
+    short = pp.resize
+    if pp.resize_mode == "squash":
+        return short, short
     if width <= height:
         return short, int(short * height / width)
     return int(short * width / height), short
@@ -47,10 +61,10 @@ def crop_box(width: int, height: int, pp: Preprocess) -> tuple[float, float, flo
     covers ``[left, left + s) x [top, top + s)`` with ``s = (right - left) / crop``).
 
     The box is that of :func:`preprocess`: the centre crop of the image resized to shorter side
-    ``resize``; it reaches outside the image where the crop is larger than the resized image
-    (the zero padding).
+    ``resize`` (or squashed to ``resize`` x ``resize``: then the box's pixels are not square); it
+    reaches outside the image where the crop is larger than the resized image (the zero padding).
     """
-    new_w, new_h = _resized_size(width, height, pp.resize)
+    new_w, new_h = _resized_size(width, height, pp)
     crop = pp.crop
     pad_left = (crop - new_w) // 2 if crop > new_w else 0
     pad_top = (crop - new_h) // 2 if crop > new_h else 0
@@ -66,7 +80,8 @@ def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.nda
     """Prepare ``image`` for a model.
 
     Same result as ``torchvision.transforms`` ``Resize(pp.resize)`` (bilinear,
-    antialiased), ``CenterCrop(pp.crop)`` (zero-padded if the crop is larger),
+    antialiased; ``Resize((pp.resize, pp.resize))`` when ``pp.resize_mode`` is ``"squash"``),
+    ``CenterCrop(pp.crop)`` (zero-padded if the crop is larger),
     ``ToTensor()`` and ``Normalize(pp.mean, pp.std)``.
 
     Returns the float32 tensor ``(3, crop, crop)`` and the cropped RGB ``uint8``
@@ -75,7 +90,7 @@ def preprocess(image: Image.Image, pp: Preprocess) -> tuple[torch.Tensor, np.nda
     if image.mode != "RGB":
         image = image.convert("RGB")
     width, height = image.size
-    new_w, new_h = _resized_size(width, height, pp.resize)
+    new_w, new_h = _resized_size(width, height, pp)
     crop = pp.crop
     if crop <= new_w and crop <= new_h and new_w * new_h > 4 * crop * crop:
         # Very elongated images (10000x10 → 224000x224): resample only the part the centre

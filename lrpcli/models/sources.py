@@ -1,12 +1,12 @@
 """Model sources: one class per kind of ``model:`` section (embedded, torchvision, file, python,
-timm).
+timm, huggingface).
 
 Each :class:`ModelSource` (:mod:`lrpcli.models.source_base`) knows its config keys, parses and
 checks them into a :class:`~lrpcli.models.spec.ModelSpec` (problems go to the config checker with
 their key paths), writes the spec back as config data, describes it, gives its default
 preprocessing and loads it. :data:`SOURCES` is the table of sources by config key; a new source
 is one class and one row there (sources of optional packages live in modules of their own:
-:mod:`lrpcli.models.timm_source`).
+:mod:`lrpcli.models.timm_source`, :mod:`lrpcli.models.huggingface_source`).
 
 Errors while *loading* raise :class:`ModelLoadError` (the CLI exits with status 3).
 """
@@ -29,6 +29,7 @@ from lrpcli.models.efficientnet_lite import (
     convert_reference_state_dict,
     efficientnet_lite0,
 )
+from lrpcli.models.huggingface_source import HuggingFaceSource
 from lrpcli.models.imagenet import EFFICIENTNET_LITE_PREPROCESS, IMAGENET_PREPROCESS
 from lrpcli.models.python_source import build_python_model, parse_reference
 from lrpcli.models.registry import (
@@ -54,6 +55,7 @@ __all__ = [
     "SOURCES",
     "EmbeddedSource",
     "FileSource",
+    "HuggingFaceSource",
     "ModelSource",
     "PythonSource",
     "TimmSource",
@@ -373,7 +375,9 @@ class PythonSource(ModelSource):
 
 SOURCES: dict[str, ModelSource] = {
     source.key: source
-    for source in (EmbeddedSource(), TorchvisionSource(), FileSource(), PythonSource(), TimmSource())
+    for source in (
+        EmbeddedSource(), TorchvisionSource(), FileSource(), PythonSource(), TimmSource(), HuggingFaceSource()
+    )
 }
 """The model sources by the config key that names them."""
 

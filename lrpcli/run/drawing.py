@@ -5,7 +5,7 @@ and ``.npy``, written atomically and marked as ours (a PNG text chunk naming lrp
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from lrpcli.io.canvas import View, draw, fit_image, grid
 from lrpcli.io.files import png_text, write_npy, write_png
 from lrpcli.io.preprocess import Preprocess, crop_box
 from lrpcli.io.render import RenderSettings, relevance_map
-from lrpcli.run.outputs import OutputPaths
+from lrpcli.run.outputs import LAYER_KEY, OutputPaths
 
 __all__ = ["MARK_KEY", "Comparison", "Written", "is_our_png", "make_view", "write_outputs"]
 
@@ -41,6 +41,8 @@ class Written:
     outputs: dict[str, str]
     render: dict[str, Any]
     write_s: float
+    #: the further maps' files (``--target topK``), in order
+    more: list[dict[str, str]] = field(default_factory=list)
 
 
 def make_view(image: Image.Image, crop: np.ndarray, pp: Preprocess, settings: RenderSettings) -> tuple[View, list[float]]:
@@ -76,8 +78,10 @@ def write_outputs(
     comparisons: list[Comparison] | None = None,
     photo_title: str = "",
     crop: list[float] | None = None,
+    layers: dict[str, np.ndarray] | None = None,
 ) -> Written:
-    """Draw and write one image's heatmap and overlay (and comparison grid, and ``.npy``)."""
+    """Draw and write one image's heatmap and overlay (and comparison grid, ``.npy``, and the
+    relevance at each ``--layer``)."""
     start = time.perf_counter()
     drawn = draw(relevance_map(relevance), view, settings, label=label)
     write_png(paths.heatmap, drawn.heatmap, filter="none", text=_mark(source, "heatmap"))
@@ -97,6 +101,9 @@ def write_outputs(
     if paths.relevance is not None:
         write_npy(paths.relevance, np.ascontiguousarray(relevance, dtype=np.float32))
         outputs["relevance"] = rel(paths.relevance)
+    for name, path in paths.layers.items():
+        write_npy(path, np.ascontiguousarray((layers or {})[name], dtype=np.float32))
+        outputs[f"{LAYER_KEY}{name}"] = rel(path)
     render: dict[str, Any] = {
         "cmap": settings.cmap,
         "vmax": drawn.scale.vmax,

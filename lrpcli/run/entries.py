@@ -49,15 +49,19 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Target:
-    """The explained class: ``source`` is ``predicted`` (top-1) or ``requested`` (``--target``)."""
+    """The explained (or contrasted) class: ``source`` is ``predicted`` (top-1), ``rank N``
+    (``--target top3``, ``rankN``), ``requested`` (a class named by ``--target``/``--contrast``)
+    or ``targets file`` (``--targets``)."""
 
     index: int
     label: str
     source: str
     probability: float
+    logit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "label": self.label, "source": self.source, "probability": self.probability}
+        out = {"index": self.index, "label": self.label, "source": self.source, "probability": self.probability}
+        return out if self.logit is None else {**out, "logit": self.logit}
 
 
 def conservation_shares(ledger: dict[str, Any], error: float) -> dict[str, float | None]:
@@ -78,7 +82,7 @@ def conservation_shares(ledger: dict[str, Any], error: float) -> dict[str, float
     }
 
 
-def share_words(conservation: dict[str, Any]) -> str:
+def share_words(conservation: dict[str, Any], of: str = "the logit") -> str:
     """``78 % of the logit reaches the pixels; 22 % went to biases`` — where f(x) went, in words."""
     pixel = conservation.get("pixel_share")
     if not isinstance(pixel, float):
@@ -89,7 +93,7 @@ def share_words(conservation: dict[str, Any]) -> str:
         if isinstance(v, float) and abs(v) >= 0.005:
             parts.append(f"{percent(v)} {'was' if key == 'dropped_share' else 'went to'} {what}")
     rest = f"; {', '.join(parts)} (see ledger)" if parts else ""
-    return f"{percent(pixel)} of the logit reaches the pixels{rest}"
+    return f"{percent(pixel)} of {of} reaches the pixels{rest}"
 
 
 def percent(v: float) -> str:
@@ -119,6 +123,26 @@ class Result:
     #: how the image was recomputed in float64 because its float32 ledger did not close
     #: (:meth:`lrpcli.core.engine.Redo.to_dict`); None: it was not (or an older report)
     precision: dict[str, Any] | None = None
+    #: the model's top-1 class (also ``top_k[0]``), beside the explained ``target``
+    predicted: Prediction | None = None
+    #: --contrast: the class subtracted; ``f_x`` is then f_target − f_contrast
+    contrast: Target | None = None
+    #: --layer: the relevance arriving at each named module (:func:`lrpcli.run.layers.layer_summary`)
+    layers: list[dict[str, Any]] | None = None
+    #: --target topK: the second and further maps, each as :meth:`map_dict` plus its ``outputs``
+    more: list[dict[str, Any]] | None = None
+
+    def map_dict(self) -> dict[str, Any]:
+        """What is particular to this map (not to the image): one item of another map's ``more``."""
+        out: dict[str, Any] = {"target": self.target.to_dict()}
+        if self.contrast is not None:
+            out["contrast"] = self.contrast.to_dict()
+        out.update(f_x=self.f_x, relevance=self.relevance, conservation=self.conservation, ledger=self.ledger)
+        if self.precision is not None:
+            out["precision"] = self.precision
+        if self.layers is not None:
+            out["layers"] = self.layers
+        return out
 
 
 @dataclass
@@ -162,7 +186,9 @@ class ImageEntry:
             "image": r.image,
             "warnings": list(self.warnings),
             "top_k": [p.to_dict() for p in r.top_k],
+            **({"predicted": r.predicted.to_dict()} if r.predicted is not None else {}),
             "target": r.target.to_dict(),
+            **({"contrast": r.contrast.to_dict()} if r.contrast is not None else {}),
             "f_x": r.f_x,
             "relevance": r.relevance,
             "conservation": r.conservation,
@@ -173,6 +199,10 @@ class ImageEntry:
             out["compare"] = r.compare
         if r.precision is not None:
             out["precision"] = r.precision
+        if r.layers is not None:
+            out["layers"] = r.layers
+        if r.more is not None:
+            out["more"] = r.more
         if self.render is not None:
             out["render"] = self.render
         return out
@@ -192,6 +222,10 @@ class ImageEntry:
                 ledger=d["ledger"],
                 compare=d.get("compare"),
                 precision=d.get("precision"),
+                predicted=Prediction(**d["predicted"]) if d.get("predicted") else None,
+                contrast=Target(**d["contrast"]) if d.get("contrast") else None,
+                layers=d.get("layers"),
+                more=d.get("more"),
             )
         return cls(
             index=int(d.get("index", 0)),

@@ -143,10 +143,13 @@ def merge_runs(folders: Sequence[Path], out: Path) -> Merged:
             entry = ImageEntry.from_dict(raw)
             folder_real = os.path.realpath(run.folder)
             if folder_real != out_real:  # outputs are named relative to the report's folder
-                entry.outputs = {
-                    k: Path(os.path.relpath(os.path.join(folder_real, v), out_real)).as_posix()
-                    for k, v in entry.outputs.items()
-                }
+
+                def moved(outputs: dict[str, str]) -> dict[str, str]:
+                    return {k: Path(os.path.relpath(os.path.join(folder_real, v), out_real)).as_posix() for k, v in outputs.items()}
+
+                entry.outputs = moved(entry.outputs)
+                for more in (entry.result.more or []) if entry.result is not None else []:  # --target topK
+                    more["outputs"] = moved(more.get("outputs") or {})
             rows.append((entry.index, entry.rel, entry))
     rows.sort(key=lambda row: (row[0], row[1]))
     entries = [entry for _, _, entry in rows]

@@ -2,7 +2,8 @@
 
 Outputs mirror the input tree under ``--out``: ``REL-without-extension`` plus
 :data:`HEATMAP_SUFFIX`, :data:`OVERLAY_SUFFIX`, (``--composites``) :data:`COMPARE_SUFFIX` and
-(``--save-npy``) :data:`RELEVANCE_SUFFIX`. Inputs whose relative paths would collide
+(``--save-npy``) :data:`RELEVANCE_SUFFIX`, and (``--layer NAME``) ``.layer-NAME.npy``; the second and
+further maps of ``--target topK`` add ``.top2``, ``.top3``, ... before those suffixes. Inputs whose relative paths would collide
 (``a/img.png`` and ``b/img.png`` given as files) were made unique by
 :func:`lrpcli.io.inputs.discover` (``img``, ``img-2``, ...).
 They must stay inside the output folder, never replace an input, and (without
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lrpcli.io.inputs import ImageInput
@@ -22,6 +23,7 @@ __all__ = [
     "COMPARE_SUFFIX",
     "HEATMAP_SUFFIX",
     "JOURNAL_NAME",
+    "LAYER_KEY",
     "OVERLAY_SUFFIX",
     "RELEVANCE_SUFFIX",
     "REPORT_NAME",
@@ -47,27 +49,59 @@ class OutputConflict(Exception):
 
 @dataclass(frozen=True)
 class OutputPaths:
-    """Where one input's outputs go."""
+    """Where one input's outputs go: its (first) map's files, the relevance at each ``--layer``
+    (``layers``: name → ``.npy``), and the files of its further maps (``more``: ``--target topK``)."""
 
     heatmap: Path
     overlay: Path
     relevance: Path | None = None
     compare: Path | None = None
+    layers: dict[str, Path] = field(default_factory=dict)
+    more: tuple[OutputPaths, ...] = ()
 
     def all(self) -> list[Path]:
-        return [p for p in (self.heatmap, self.overlay, self.relevance, self.compare) if p is not None]
+        """Every file, the further maps' too."""
+        own = [p for p in (self.heatmap, self.overlay, self.relevance, self.compare) if p is not None]
+        return own + list(self.layers.values()) + [p for m in self.more for p in m.all()]
+
+    def named(self) -> dict[str, Path]:
+        """The first map's files by the report's ``outputs`` keys (not the comparison grid)."""
+        names = {"heatmap": self.heatmap, "overlay": self.overlay}
+        if self.relevance is not None:
+            names["relevance"] = self.relevance
+        names.update({f"{LAYER_KEY}{name}": path for name, path in self.layers.items()})
+        return names
 
 
-def output_paths(out_dir: Path, rel: Path, *, save_npy: bool = False, compare: bool = False) -> OutputPaths:
+LAYER_KEY = "layer:"
+"""``outputs`` key prefix of a ``--layer`` file: ``layer:NAME``."""
+
+
+def output_paths(
+    out_dir: Path,
+    rel: Path,
+    *,
+    save_npy: bool = False,
+    compare: bool = False,
+    layers: Sequence[str] = (),
+    maps: int = 1,
+) -> OutputPaths:
     """``OUT/REL-without-extension`` + ``.heatmap.png`` / ``.overlay.png`` / ``.relevance.npy`` /
-    ``.compare.png``."""
+    ``.compare.png`` / ``.layer-NAME.npy``; map ``k ≥ 2`` of ``maps`` adds ``.topK`` before them."""
     stem = Path(out_dir) / rel.parent / (rel.stem if rel.suffix else rel.name)
-    return OutputPaths(
-        heatmap=stem.with_name(stem.name + HEATMAP_SUFFIX),
-        overlay=stem.with_name(stem.name + OVERLAY_SUFFIX),
-        relevance=stem.with_name(stem.name + RELEVANCE_SUFFIX) if save_npy else None,
-        compare=stem.with_name(stem.name + COMPARE_SUFFIX) if compare else None,
-    )
+
+    def at(name: str, compare: bool) -> OutputPaths:
+        return OutputPaths(
+            heatmap=stem.with_name(name + HEATMAP_SUFFIX),
+            overlay=stem.with_name(name + OVERLAY_SUFFIX),
+            relevance=stem.with_name(name + RELEVANCE_SUFFIX) if save_npy else None,
+            compare=stem.with_name(name + COMPARE_SUFFIX) if compare else None,
+            layers={layer: stem.with_name(f"{name}.layer-{layer}.npy") for layer in layers},
+        )
+
+    first = at(stem.name, compare)
+    more = tuple(at(f"{stem.name}.top{k}", False) for k in range(2, maps + 1))
+    return replace(first, more=more) if more else first
 
 
 def _real(path: Path) -> str:
@@ -116,6 +150,8 @@ def plan_outputs(
     save_npy: bool = False,
     compare: bool = False,
     overwrite: bool = False,
+    layers: Sequence[str] = (),
+    maps: int = 1,
 ) -> list[OutputPaths]:
     """Output paths for every input, after checking that writing them is safe.
 
@@ -130,7 +166,10 @@ def plan_outputs(
     input_reals = {_real(item.path) for item in inputs}
     report = out_dir / REPORT_NAME
     journal = out_dir / JOURNAL_NAME
-    plans = [output_paths(out_dir, item.rel, save_npy=save_npy, compare=compare) for item in inputs]
+    plans = [
+        output_paths(out_dir, item.rel, save_npy=save_npy, compare=compare, layers=layers, maps=maps)
+        for item in inputs
+    ]
     seen: dict[str, Path] = {}
     checked_parents: dict[Path, str] = {}
     for path in [p for plan in plans for p in plan.all()] + [report, journal]:

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,9 @@ from lrpcli.io.preprocess import Preprocess, preprocess, upscale_warning
 from lrpcli.io.render import RenderSettings
 from lrpcli.run.drawing import Comparison, Written, make_view, write_outputs
 from lrpcli.run.entries import ImageEntry, Prediction, Result, Target, conservation_shares
+from lrpcli.run.layers import layer_summary
 from lrpcli.run.outputs import OutputPaths
+from lrpcli.run.targets import TargetPlan
 
 __all__ = ["Drawing", "Pipeline", "Prepared", "RunOutcome", "RunSettings", "error_entry", "merge_written"]
 
@@ -58,7 +60,8 @@ class RunSettings:
     render: RenderSettings = field(default_factory=RenderSettings)
     batch_size: int = 8
     workers: int = 2
-    target: int | None = None
+    targets: TargetPlan = field(default_factory=TargetPlan)
+    layers: tuple[str, ...] = ()  # --layer: modules whose arriving relevance is kept
     top_k: int = 5
     save_npy: bool = False
     fail_fast: bool = False
@@ -147,12 +150,35 @@ class _Emitter:
 
 @dataclass(frozen=True)
 class Drawing:
-    """What to draw for one explained image: its relevance, the explained class's label, and
-    (``--composites``) the maps drawn beside it."""
+    """What to draw for one explained image: its relevance, the explained class's label,
+    (``--composites``) the maps drawn beside it, (``--layer``) the relevance at inner modules,
+    and (``--target topK``) the further maps."""
 
     relevance: Any  # np.ndarray, float32 (3, H, W)
     label: str
     comparisons: list[Comparison]
+    layers: dict[str, Any] = field(default_factory=dict)  # name → np.ndarray, float32
+    more: list[Drawing] = field(default_factory=list)
+
+
+@dataclass
+class _MapStats:
+    """One map of every image of a batch (``--target topK`` has K): what its entries need."""
+
+    targets: list[int]
+    target_p: list[float]
+    target_logit: list[float]
+    contrasts: list[int] | None
+    contrast_p: list[float]
+    contrast_logit: list[float]
+    positive: list[float]
+    negative: list[float]
+    conservation: list[float]
+    accounts: Accounts
+    #: per image: how it was recomputed in float64 (Redo.to_dict()), or None; empty: no such information
+    redone: list[dict[str, Any] | None] = field(default_factory=list)
+    #: per image: the --layer summaries (lrpcli.run.layers.layer_summary)
+    layers: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -162,16 +188,63 @@ class _BatchStats:
     top_p: list[list[float]]
     top_i: list[list[int]]
     top_logit: list[list[float]]
-    targets: list[int]
-    target_p: list[float]
-    positive: list[float]
-    negative: list[float]
-    conservation: list[float]
-    accounts: Accounts
+    maps: list[_MapStats]
     explain_s: float
     compared: list[tuple[str, Accounts]] = field(default_factory=list)
-    #: per image: how it was recomputed in float64 (Redo.to_dict()), or None; empty: no such information
-    redone: list[dict[str, Any] | None] = field(default_factory=list)
+
+
+@dataclass
+class _MapOut:
+    """One map of a batch as the loop keeps it: relevance and layers on the CPU, the ledger."""
+
+    relevance: torch.Tensor  # float32 (N, 3, H, W)
+    targets: list[int]
+    contrasts: list[int] | None
+    ledger: Any  # lrpcli.core.ledger.Ledger
+    redone: list[dict[str, Any] | None]
+    layers: dict[str, torch.Tensor]  # name → float32 (N, ...)
+
+    @classmethod
+    def of(cls, exp: Any) -> _MapOut:
+        contrasts = getattr(exp, "contrasts", None)
+        return cls(
+            relevance=exp.relevance.detach().to("cpu", torch.float32),
+            targets=exp.targets.detach().cpu().tolist(),
+            contrasts=None if contrasts is None else contrasts.detach().cpu().tolist(),
+            ledger=exp.ledger,
+            redone=[None if r is None else r.to_dict() for r in getattr(exp, "redone", None) or []],
+            layers={k: v.detach().to("cpu", torch.float32) for k, v in (getattr(exp, "layers", None) or {}).items()},
+        )
+
+    def layer_arrays(self, j: int) -> dict[str, Any]:
+        return {name: rel[j].numpy() for name, rel in self.layers.items()}
+
+    def stats(self, probs: torch.Tensor, logits: torch.Tensor, top: int) -> _MapStats:
+        """The per-image numbers of this map's entries (whole-batch tensor work)."""
+        t = torch.tensor(self.targets).view(-1, 1)
+        c = None if self.contrasts is None else torch.tensor(self.contrasts).view(-1, 1)
+        accounts = self.ledger.accounts()
+        f_x = self.ledger.output.detach().cpu().tolist()
+        flat = self.relevance.flatten(1)
+        return _MapStats(
+            targets=self.targets,
+            target_p=probs.gather(1, t).flatten().tolist(),
+            target_logit=logits.gather(1, t).flatten().tolist(),
+            contrasts=self.contrasts,
+            contrast_p=[] if c is None else probs.gather(1, c).flatten().tolist(),
+            contrast_logit=[] if c is None else logits.gather(1, c).flatten().tolist(),
+            positive=flat.clamp(min=0).sum(1, dtype=torch.float64).tolist(),
+            negative=flat.clamp(max=0).sum(1, dtype=torch.float64).tolist(),
+            conservation=self.ledger.conservation_error().detach().cpu().tolist(),
+            accounts=accounts,
+            redone=self.redone,
+            layers=[
+                [layer_summary(name, rel[j].numpy(), f_x[j], top) for name, rel in self.layers.items()]
+                for j in range(len(self.targets))
+            ]
+            if self.layers
+            else [],
+        )
 
 
 def merge_written(entry: ImageEntry, future: Future[Written] | Callable[[], Written]) -> None:
@@ -184,6 +257,9 @@ def merge_written(entry: ImageEntry, future: Future[Written] | Callable[[], Writ
         return
     entry.outputs = written.outputs
     entry.render = written.render
+    if entry.result is not None and entry.result.more is not None:
+        for item, outputs in zip(entry.result.more, written.more):
+            item["outputs"] = outputs
     timing = entry.timing
     timing["write_s"] = written.write_s
     timing["total_s"] = timing.get("load_s", 0.0) + timing.get("explain_s", 0.0) + written.write_s
@@ -244,20 +320,27 @@ class Pipeline:
             return Prepared(error=reason, load_s=time.perf_counter() - start)
 
     def write(self, drawing: Drawing, prep: Prepared, item: ImageInput, paths: OutputPaths) -> Written:
-        """Draw and write one explained image's files (atomically)."""
+        """Draw and write one explained image's files (atomically), its further maps' too."""
         assert prep.view is not None
-        return write_outputs(
-            drawing.relevance,
-            prep.view,
-            paths,
-            self.settings.render,
-            out_dir=self.out_dir,
-            source=item.path.as_posix(),
-            label=drawing.label,
-            comparisons=drawing.comparisons,
-            photo_title=f"{item.path.name}\nexplained: {drawing.label}",
-            crop=prep.box,
-        )
+        written = [
+            write_outputs(
+                d.relevance,
+                prep.view,
+                p,
+                self.settings.render,
+                out_dir=self.out_dir,
+                source=item.path.as_posix(),
+                label=d.label,
+                comparisons=d.comparisons,
+                photo_title=f"{item.path.name}\nexplained: {d.label}",
+                crop=prep.box,
+                layers=d.layers,
+            )
+            for d, p in zip([drawing, *drawing.more], [paths, *paths.more])
+        ]
+        first = written[0]
+        total = sum(w.write_s for w in written)
+        return Written(first.outputs, first.render, total, [w.outputs for w in written[1:]])
 
     # -- loop ---------------------------------------------------------------------------------
     def run(
@@ -373,19 +456,23 @@ class Pipeline:
         function that builds their entries (without what writing adds); or, when the
         explanation fails, the error message for all of them."""
         s = self.settings
+        plan = s.targets
+        keys = [inputs[i].path.as_posix() for i, _ in ready]
         start = time.perf_counter()
         try:
             batch = torch.stack([p.tensor for _, p in ready]).to(self.device)  # type: ignore[misc]
-            explanation = self.explainer(batch, s.target)
-            relevance = explanation.relevance.detach().to("cpu", torch.float32)
-            logits = explanation.logits.detach().to("cpu", torch.float64)
-            targets = explanation.targets.detach().cpu().tolist()
-            ledger = explanation.ledger
-            redone = [None if r is None else r.to_dict() for r in getattr(explanation, "redone", None) or []]
-            del explanation
+            contrast = None if plan.contrast is None else (lambda logits: plan.contrast_column(logits, keys))
+            exps = self.explainer.each(
+                batch, lambda logits: plan.columns(logits, keys), contrast=contrast, layers=s.layers
+            )
+            logits = exps[0].logits.detach().to("cpu", torch.float64)
+            maps = [_MapOut.of(exp) for exp in exps]
+            del exps
             compared = []
+            first = maps[0]
             for name, other in self.comparisons:  # the same images and classes, other rules
-                exp = other(batch, torch.tensor(targets, device=batch.device))
+                against = None if first.contrasts is None else torch.tensor(first.contrasts, device=batch.device)
+                exp = other(batch, torch.tensor(first.targets, device=batch.device), contrast=against)
                 compared.append((name, exp.relevance.detach().to("cpu", torch.float32), exp.ledger.accounts()))
                 del exp
             del batch
@@ -393,15 +480,16 @@ class Pipeline:
             return f"explanation failed ({type(exc).__name__}: {exc})"
         explain_s = (time.perf_counter() - start) / len(ready)
         drawings = []
-        shares = ledger.pixel_share().tolist() if compared else []
+        shares = first.ledger.pixel_share().tolist() if compared else []
         for j in range(len(ready)):
             comparisons = [
                 Comparison(name, rel[j].numpy(), acc.pixel_share[j] if acc.pixel_share else None)
                 for name, rel, acc in compared
             ]
             if comparisons:
-                comparisons.insert(0, Comparison(self.main_name, relevance[j].numpy(), shares[j]))
-            drawings.append(Drawing(relevance[j].numpy(), self._label(int(targets[j])), comparisons))
+                comparisons.insert(0, Comparison(self.main_name, first.relevance[j].numpy(), shares[j]))
+            each = [Drawing(m.relevance[j].numpy(), self._map_label(m, j), [], m.layer_arrays(j)) for m in maps]
+            drawings.append(replace(each[0], comparisons=comparisons, more=each[1:]))
         # whole-batch tensor work stays on this thread (torch in another thread starts an OpenMP
         # team of its own); the per-image Python work is left to the emitting thread
         probs = torch.softmax(logits, dim=1)
@@ -410,68 +498,84 @@ class Pipeline:
             top_p=top_p.tolist(),
             top_i=top_i.tolist(),
             top_logit=logits.gather(1, top_i).tolist(),
-            targets=targets,
-            target_p=probs.gather(1, torch.tensor(targets).view(-1, 1)).flatten().tolist(),
-            positive=relevance.flatten(1).clamp(min=0).sum(1, dtype=torch.float64).tolist(),
-            negative=relevance.flatten(1).clamp(max=0).sum(1, dtype=torch.float64).tolist(),
-            conservation=ledger.conservation_error().detach().cpu().tolist(),
-            accounts=ledger.accounts(),
+            maps=[m.stats(probs, logits, s.top_k) for m in maps],
             explain_s=explain_s,
             compared=[(name, acc) for name, _, acc in compared],
-            redone=redone,
         )
         return drawings, (lambda: self._entries(ready, inputs, stats))
-
 
     def _entries(
         self, ready: list[tuple[int, Prepared]], inputs: Sequence[ImageInput] | Mapping[int, ImageInput], b: _BatchStats
     ) -> list[ImageEntry]:
         """The report entries of one explained batch (without what the writes add)."""
-        s = self.settings
-        positive, negative, conservation = b.positive, b.negative, b.conservation
-        targets, explain_s = b.targets, b.explain_s
         entries = []
         for j, (i, prep) in enumerate(ready):
             item = inputs[i]
-            target = int(targets[j])
-            led = b.accounts.image(j, steps=s.ledger_steps)
-            f_x = led["f_x"]
-            cons = conservation[j]
-            result = Result(
-                image={"width": prep.size[0], "height": prep.size[1]} if prep.size else None,
-                top_k=[
-                    Prediction(int(c), self._label(int(c)), p, logit)
-                    for p, c, logit in zip(b.top_p[j], b.top_i[j], b.top_logit[j])
-                ],
-                target=Target(
-                    target, self._label(target), "predicted" if s.target is None else "requested", b.target_p[j]
-                ),
-                f_x=f_x,
-                relevance={"sum": led["sum_pixels"], "positive": positive[j], "negative": negative[j]},
-                conservation=conservation_shares(led, cons),
-                ledger=led,
-                compare=[
-                    {
-                        "composite": name,
-                        "pixel_share": acc.pixel_share[j] if acc.pixel_share else None,
-                        "relative_closure_error": acc.relative_closure_error[j],
-                    }
-                    for name, acc in b.compared
-                ]
-                or None,
-                precision=b.redone[j] if j < len(b.redone) else None,
-            )
+            results = [self._result(b, m, k, j, prep) for k, m in enumerate(b.maps)]
+            result = results[0]
+            if len(results) > 1:
+                result.more = [r.map_dict() for r in results[1:]]
+            warnings = list(prep.warnings)
+            for r in results:
+                if r.contrast is not None and r.contrast.index == r.target.index:
+                    warnings.append(
+                        f"target and contrast are the same class ({r.target.label}): f_target − f_contrast "
+                        "is 0 and the map is empty"
+                    )
             entries.append(
                 ImageEntry(
                     index=i,
                     input=item.path.as_posix(),
                     rel=item.rel.as_posix(),
-                    warnings=list(prep.warnings),
-                    timing={"load_s": prep.load_s, "explain_s": explain_s},
+                    warnings=warnings,
+                    timing={"load_s": prep.load_s, "explain_s": b.explain_s},
                     result=result,
                 )
             )
         return entries
+
+    def _result(self, b: _BatchStats, m: _MapStats, k: int, j: int, prep: Prepared) -> Result:
+        """Image ``j``'s result for map ``k`` (its comparisons only for the first map)."""
+        s = self.settings
+        picks = s.targets.picks
+        target = int(m.targets[j])
+        led = m.accounts.image(j, steps=s.ledger_steps)
+        contrast = None
+        if m.contrasts is not None and s.targets.contrast is not None:
+            c = int(m.contrasts[j])
+            contrast = Target(c, self._label(c), s.targets.contrast.source(), m.contrast_p[j], m.contrast_logit[j])
+        top = b.top_i[j][0]
+        return Result(
+            image={"width": prep.size[0], "height": prep.size[1]} if prep.size else None,
+            top_k=[
+                Prediction(int(c), self._label(int(c)), p, logit)
+                for p, c, logit in zip(b.top_p[j], b.top_i[j], b.top_logit[j])
+            ],
+            predicted=Prediction(int(top), self._label(int(top)), b.top_p[j][0], b.top_logit[j][0]),
+            target=Target(target, self._label(target), picks[k].source(), m.target_p[j], m.target_logit[j]),
+            contrast=contrast,
+            f_x=led["f_x"],
+            relevance={"sum": led["sum_pixels"], "positive": m.positive[j], "negative": m.negative[j]},
+            conservation=conservation_shares(led, m.conservation[j]),
+            ledger=led,
+            compare=[
+                {
+                    "composite": name,
+                    "pixel_share": acc.pixel_share[j] if acc.pixel_share else None,
+                    "relative_closure_error": acc.relative_closure_error[j],
+                }
+                for name, acc in b.compared
+            ]
+            if k == 0 and b.compared
+            else None,
+            precision=m.redone[j] if j < len(m.redone) else None,
+            layers=m.layers[j] if m.layers else None,
+        )
+
+    def _map_label(self, m: _MapOut, j: int) -> str:
+        """The picture's label: the class, or ``A rather than B`` for a contrast."""
+        label = self._label(int(m.targets[j]))
+        return label if m.contrasts is None else f"{label} rather than {self._label(int(m.contrasts[j]))}"
 
     def _label(self, index: int) -> str:
         if 0 <= index < len(self.categories):

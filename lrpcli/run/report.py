@@ -179,6 +179,8 @@ class ReportWriter:
         self.max_rel_conservation: float | None = None
         self.pixel_shares: list[float] = []
         self.float64_redone = 0  # images recomputed in float64
+        self.from_file = 0  # images explained for their --targets class
+        self.from_file_predicted = 0  # ... whose predicted class is that class
         self.summary: dict[str, Any] = {}
 
     def add(self, entry: ImageEntry, *, reused: bool = False) -> None:
@@ -200,19 +202,24 @@ class ReportWriter:
         redo = entry.result.precision
         if redo:  # the float32 ledger did not close: recomputed in float64
             self.float64_redone += 1
-        ledger = entry.result.ledger
-        rel = _finite(ledger.get("relative_closure_error"))
-        absolute = _finite(ledger.get("closure_error"))
+        target, predicted = entry.result.target, entry.result.predicted
+        if target.source == "targets file":  # --targets: how often the model predicts the given class
+            self.from_file += 1
+            self.from_file_predicted += int(predicted is not None and predicted.index == target.index)
         name = entry.input
-        if rel is None or rel > self.tolerance:
-            self.over_tolerance.append(name)
-        if rel is not None and (self.max_rel_closure is None or rel > self.max_rel_closure):
-            self.max_rel_closure = rel
-            self.worst_closure_input = name
-        if absolute is not None:
-            absolute = abs(absolute)
-            if self.max_abs_closure is None or absolute > self.max_abs_closure:
-                self.max_abs_closure = absolute
+        ledgers = [entry.result.ledger] + [m.get("ledger") or {} for m in entry.result.more or []]
+        for ledger in ledgers:  # every map's accounts must close (--target topK has several)
+            rel = _finite(ledger.get("relative_closure_error"))
+            absolute = _finite(ledger.get("closure_error"))
+            if (rel is None or rel > self.tolerance) and name not in self.over_tolerance[-1:]:
+                self.over_tolerance.append(name)
+            if rel is not None and (self.max_rel_closure is None or rel > self.max_rel_closure):
+                self.max_rel_closure = rel
+                self.worst_closure_input = name
+            if absolute is not None:
+                absolute = abs(absolute)
+                if self.max_abs_closure is None or absolute > self.max_abs_closure:
+                    self.max_abs_closure = absolute
         share = _finite(entry.result.conservation.get("pixel_share"))
         if share is not None:
             self.pixel_shares.append(share)
@@ -269,6 +276,11 @@ class ReportWriter:
             "max_relative_conservation_error": self.max_rel_conservation,
             "pixel_share_median": statistics.median(self.pixel_shares) if self.pixel_shares else None,
             "pixel_share_min": min(self.pixel_shares) if self.pixel_shares else None,
+            **(
+                {"targets_file": {"explained": self.from_file, "predicted_is_target": self.from_file_predicted}}
+                if self.from_file
+                else {}
+            ),
             "elapsed_s": elapsed_s,
             "images_per_second": rate,
             "exit_code": exit_code,

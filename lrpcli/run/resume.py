@@ -29,7 +29,9 @@ from lrpcli.run.report import json_safe
 
 __all__ = ["RESUME_OPTIONS", "ResumeError", "ResumeState", "check_same_run", "load_previous"]
 
-RESUME_OPTIONS: tuple[str, ...] = ("target", "top_k", "save_npy", "composites")
+RESUME_OPTIONS: tuple[str, ...] = (
+    "target", "top_k", "save_npy", "composites", "contrast", "targets", "targets_sha256", "layers",
+)  # fmt: skip
 """``run.options`` that must equal the earlier run's for its entries to be reused."""
 
 
@@ -81,14 +83,13 @@ class ResumeState:
 
 
 def _finished(entry: ImageEntry, plan: OutputPaths, out_dir: Path) -> bool:
-    """The entry is ``ok``, names the planned outputs (as the report writes names), and they exist."""
-    expected = {"heatmap": plan.heatmap, "overlay": plan.overlay}
-    if plan.relevance is not None:
-        expected["relevance"] = plan.relevance
+    """The entry is ``ok``, names the planned outputs (as the report writes names), and they (and
+    the further maps' files) exist."""
+    expected = plan.named()
     names = {key: path.relative_to(out_dir).as_posix() for key, path in expected.items()}
     if not entry.ok or entry.outputs != json_safe(names):
         return False
-    for path in expected.values():
+    for path in [*expected.values(), *(p for m in plan.more for p in m.all())]:
         if path.is_symlink() or not path.is_file() or path.stat().st_size == 0:
             return False
     return True

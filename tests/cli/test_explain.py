@@ -491,15 +491,3 @@ def test_interrupt_writes_report_of_finished_images(tmp_path: Path, sig: signal.
 # --------------------------------------------------------------------------- other commands
 
 
-def test_parse_target() -> None:
-    from lrpcli.models import imagenet_categories
-
-    categories = imagenet_categories()
-    assert explain_options.parse_target("pred", categories) is None
-    assert explain_options.parse_target("967", categories) == ESPRESSO
-    assert explain_options.parse_target("espresso", categories) == ESPRESSO
-    assert explain_options.parse_target("ESPRESSO", categories) == ESPRESSO
-    assert explain_options.parse_target("Cardigan", categories) == 264  # exact case wins (the dog)
-    assert explain_options.parse_target("cardigan", categories) == 474  # (the sweater)
-    with pytest.raises(errors.Fail, match="did you mean 'espresso'"):
-        explain_options.parse_target("espreso", categories)
