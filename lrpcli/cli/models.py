@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -58,28 +60,41 @@ def models() -> None:
             names.append(wname + star)
         table.add_row(name, ", ".join(names))
     console.print(table)
+    _source(
+        console,
+        f"file: PATH ({'/'.join(WEIGHT_FILE_SUFFIXES)}) + arch: NAME (any name above) + num_classes: N [+ classes: FILE]",
+        "a local state dict; .pth/.pt files are read with torch.load(weights_only=True), so pickled Python "
+        "objects are refused",
+    )
+    _source(
+        console,
+        "timm: NAME + file: CHECKPOINT [+ num_classes: N] [+ classes: FILE]   (" + _installed("timm") + ")",
+        "a timm architecture with a local .pth/.safetensors checkpoint; preprocessing from timm's pretrained "
+        "config; names: python -c \"import timm; print(timm.list_models())\"",
+    )
+    _source(
+        console,
+        "huggingface: FOLDER [+ classes: FILE]   (" + _installed("transformers") + ")",
+        "a transformers *ForImageClassification model saved with save_pretrained (config.json, "
+        "model.safetensors); preprocessing from its preprocessor_config.json, class names from id2label",
+    )
+    _source(
+        console,
+        "python: FILE.py:ClassName + weights: FILE [+ num_classes: N] [+ classes: FILE] [+ kwargs: {...}]",
+        "your own nn.Module; its file runs as Python code, so lrp explain needs --allow-python FILE",
+    )
+
+
+def _source(console: Console, title: str, text: str) -> None:
+    """One model source: its config form in bold, then what it is."""
     console.print()
-    console.print(
-        Text(
-            f"file: PATH ({'/'.join(WEIGHT_FILE_SUFFIXES)}) + arch: NAME (any name above) + "
-            "num_classes: N [+ classes: FILE]",
-            style="bold",
-        )
-    )
-    console.print(
-        "  a local state dict; .pth/.pt files are read with torch.load(weights_only=True), "
-        "so pickled Python objects are refused",
-        markup=False,
-    )
-    console.print()
-    console.print(
-        Text(
-            "python: FILE.py:ClassName + weights: FILE [+ num_classes: N] [+ classes: FILE] "
-            "[+ kwargs: {...}]",
-            style="bold",
-        )
-    )
-    console.print(
-        "  your own nn.Module; its file runs as Python code, so lrp explain needs --allow-python FILE",
-        markup=False,
-    )
+    console.print(Text(title, style="bold"))
+    console.print(f"  {text}", markup=False)
+
+
+def _installed(package: str) -> str:
+    """Whether an optional package is importable (without importing it)."""
+    extra = {"transformers": "huggingface"}.get(package, package)
+    if importlib.util.find_spec(package) is not None:
+        return f"{package} installed"
+    return f"needs {package}: pip install 'lrpcli[{extra}]'"

@@ -16,6 +16,9 @@ def test_models_listing() -> None:
     assert result.exit_code == 0
     for word in ("efficientnet_lite0", "resnet50", "vgg16", "IMAGENET1K_V1", "weights_only", "checkpoints"):
         assert word in result.stdout
+    for source in ("embedded:", "torchvision:", "file:", "timm:", "huggingface:", "python:"):
+        assert f"\n{source}" in result.stdout, source
+    assert "timm installed" in result.stdout and "transformers installed" in result.stdout  # the test extra has both
 
 
 def test_composites_listing() -> None:
