@@ -174,3 +174,17 @@ def test_unknown_layer_names_the_close_ones() -> None:
         explainer.layer_step("layr2")
     with pytest.raises(ValueError, match="folded into its conv"):
         explainer.layer_step("bn1")
+
+
+def test_a_layer_whose_output_mixes_images_in_the_batch_is_refused_before_explaining() -> None:
+    """Window attention puts windows into the batch dimension: its output is no image-per-row map."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=64, window_size=2, depths=(1, 1, 1, 1)).eval()
+    explainer = Explainer(model)
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="one image per row"):
+        explainer.layer_step("layers.0.blocks.0.attn", x)
+    step = explainer.layer_step("layers.0.blocks.0", x)  # the block gives the windows back
+    assert explainer(x, layers=["layers.0.blocks.0"]).layers["layers.0.blocks.0"].shape[0] == 1
+    assert step == explainer.layer_step("layers.0.blocks.0")

@@ -119,9 +119,10 @@ def run_explain(console: Console, stop: threading.Event, o: ExplainOptions) -> i
     loaded = load_cli_model(cfg, device)
     plan = target_plan(o, loaded.categories, inputs)
     explainer, others = explainers(o, cfg, loaded, overrides, compared)  # others: --composites after the first
+    probe = torch.zeros(1, 3, cfg.preprocess.crop, cfg.preprocess.crop, device=device) if o.layers else None
     for name in o.layers:
         try:
-            explainer.layer_step(name)
+            explainer.layer_step(name, probe)
         except ValueError as exc:
             raise Fail(EXIT_USAGE, f"--layer {name}: {exc}") from None
 

@@ -236,9 +236,11 @@ class Explainer:
                     self._recompute_in_float64(exp, x, bad, err[bad].tolist(), layers)
         return exps
 
-    def layer_step(self, name: str) -> int:
+    def layer_step(self, name: str, inputs: Tensor | None = None) -> int:
         """The step whose output is module ``name``'s output (the last step inside the module
-        that is used outside it); :class:`ValueError` says which names exist."""
+        that is used outside it); :class:`ValueError` says which names exist. With ``inputs``
+        (a batch of the shape to be explained) it also checks, by running the model on them,
+        that the output holds one image per row, as ``layers=`` needs."""
         steps = self.program.steps
         inside = [
             s for s in steps
@@ -255,13 +257,20 @@ class Explainer:
             )
         members = {s.index for s in inside}
         users = self.analysis.users
-        exits = [s for s in inside if any(u not in members for u, _ in users[s.index])]
+        carries = [s.kind not in (StepKind.DEAD, StepKind.CONST) for s in steps]  # not shape arithmetic
+        exits = [s for s in inside if any(u not in members and carries[u] for u, _ in users[s.index])]
         if len(exits) != 1:
             raise ValueError(
                 f"module {name!r} has {len(exits)} outputs used outside it "
                 f"({', '.join(s.name for s in exits) or 'none'}); name a module with one output"
             )
-        return exits[0].index
+        step = exits[0]
+        if inputs is not None and step.index in self._batch_layout(inputs):
+            raise ValueError(
+                f"module {name!r}'s output ({step.name}) does not hold one image per row (attention "
+                "internals put heads or windows in the batch dimension); name an enclosing module"
+            )
+        return step.index
 
     def _recompute_in_float64(
         self, exp: Explanation, x: Tensor, rows: Tensor, errors: list[float], layers: Sequence[str] = ()
