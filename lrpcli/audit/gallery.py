@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from lrpcli.audit.analyse import Audit
 from lrpcli.audit.document import cluster_map_path
-from lrpcli.audit.maps import ExplainedImage, RunRecord, explained_image, read_run
+from lrpcli.audit.maps import ExplainedImage, RunRecord, as_number, explained_image, read_run
 from lrpcli.io.files import atomic_write
 from lrpcli.run.report import json_safe
 
@@ -74,6 +74,28 @@ def _image_row(image: ExplainedImage, run: Path, base: Path) -> dict[str, Any]:
     }
 
 
+def _class_words(m: dict[str, Any]) -> str | None:
+    """A map's class for its card: ``tabby``, or ``tabby rather than tiger cat`` (``--contrast``)."""
+    target = (m.get("target") or {}).get("label")
+    contrast = (m.get("contrast") or {}).get("label")
+    return target if contrast is None else f"{target} rather than {contrast}"
+
+
+def _more_row(first: dict[str, Any], m: dict[str, Any], run: Path) -> dict[str, Any]:
+    """The card of one further map of an image (``more[]`` of its entry), beside its first map's."""
+    outputs = m.get("outputs") or {}
+    return {
+        **first,
+        "cls": _class_words(m),
+        "ci": (m.get("target") or {}).get("index"),
+        "p": as_number((m.get("target") or {}).get("probability")),
+        "share": as_number((m.get("conservation") or {}).get("pixel_share")),
+        "closure": as_number((m.get("ledger") or {}).get("relative_closure_error")),
+        "heat": _output_url(outputs.get("heatmap"), run, run),
+        "over": _output_url(outputs.get("overlay"), run, run),
+    }
+
+
 def explain_gallery(record: RunRecord) -> str:
     """The gallery of a run, to be written into its folder."""
     rows = []
@@ -81,6 +103,11 @@ def explain_gallery(record: RunRecord) -> str:
         image = explained_image(entry)
         if image is not None:
             rows.append(_image_row(image, record.folder, record.folder))
+            result = entry.result
+            assert result is not None  # explained_image gives None otherwise
+            rows[-1]["cls"] = _class_words(result.map_dict())
+            for more in result.more or []:  # --target topK
+                rows.append(_more_row(rows[-1], more, record.folder))
         else:
             rows.append(
                 {
@@ -100,6 +127,7 @@ def explain_gallery(record: RunRecord) -> str:
         + [f"{summary.get('ok', 0)} of {summary.get('inputs', len(rows))} images explained"]
         + ([f"{summary['failed']} failed"] if summary.get("failed") else []),
         "images": rows,
+        "unit": " maps" if len(rows) > len({row["n"] for row in rows}) else " images",  # --target topK
     }
     return _page(data)
 
@@ -353,7 +381,7 @@ function explainPage(app) {
   function render() {
     const out = chosen();
     list.replaceChildren(...out.slice(0, shown).map(card));
-    count.textContent = out.length + " of " + rows.length + " images" + (out.length > shown ? ", first " + shown + " shown" : "");
+    count.textContent = out.length + " of " + rows.length + (data.unit || " images") + (out.length > shown ? ", first " + shown + " shown" : "");
     more.hidden = out.length <= shown;
   }
   render();

@@ -29,6 +29,7 @@ __all__ = [
     "ExplainedImage",
     "MapError",
     "RunRecord",
+    "as_number",
     "downsize",
     "explained_image",
     "load_map",
@@ -144,7 +145,8 @@ def read_run(folder: Path) -> RunRecord:
     return RunRecord(folder, report, dict(head.get("run") or {}), dict(head.get("summary") or {}))
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """``value`` as a float if it is a JSON number (not a bool), else None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -162,10 +164,10 @@ def explained_image(entry: ImageEntry) -> ExplainedImage | None:
         rel=entry.rel,
         class_index=int(result.target.index),
         label=str(result.target.label),
-        probability=_number(result.target.probability),
+        probability=as_number(result.target.probability),
         predicted=top,
-        pixel_share=_number(result.conservation.get("pixel_share")),
-        closure=_number(result.ledger.get("relative_closure_error")),
+        pixel_share=as_number(result.conservation.get("pixel_share")),
+        closure=as_number(result.ledger.get("relative_closure_error")),
         warnings=tuple(entry.warnings),
         heatmap=entry.outputs.get("heatmap"),
         overlay=entry.outputs.get("overlay"),

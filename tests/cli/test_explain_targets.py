@@ -205,3 +205,22 @@ def test_merged_shards_name_every_maps_files_from_the_merged_folder(setup, tmp_p
             assert outputs["heatmap"].startswith(("s1/", "s2/"))
             for path in outputs.values():
                 assert (out / path).is_file(), path
+
+
+def test_the_gallery_shows_every_map_with_its_contrast(setup, tmp_path: Path) -> None:
+    import re
+
+    config, photos = setup
+    out = tmp_path / "gallery"
+    explain(config, photos, "--target", "top2", "--contrast", "5", "--html", "-o", out)
+    html = (out / "index.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', html, re.DOTALL).group(1))
+    rows = data["images"]
+    assert len(rows) == 6 and data["unit"] == " maps"
+    by_image = entries(out)
+    for first, second in zip(rows[::2], rows[1::2]):
+        e = by_image[Path(first["name"]).name]
+        assert first["name"] == second["name"]
+        assert first["cls"] == f"{e['target']['label']} rather than {e['contrast']['label']}"
+        assert second["cls"] == f"{e['more'][0]['target']['label']} rather than {e['more'][0]['contrast']['label']}"
+        assert second["over"] == e["more"][0]["outputs"]["overlay"] and (out / second["over"]).is_file()
