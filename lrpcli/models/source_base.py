@@ -2,7 +2,8 @@
 to, and the helpers for weights files, class-name files and class names.
 
 The sources themselves are in :mod:`lrpcli.models.sources` (and, for the optional packages,
-:mod:`lrpcli.models.timm_source`), whose ``SOURCES`` table lists them.
+:mod:`lrpcli.models.timm_source` and :mod:`lrpcli.models.huggingface_source`), whose ``SOURCES``
+table lists them.
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ class ModelLoadError(Exception):
 class ModelSpec:
     """A validated ``model:`` section.
 
-    ``source`` is the name of its :mod:`~lrpcli.models.sources` class (``"embedded"``,
-    ``"torchvision"``, ``"file"`` or ``"python"``); ``name`` the
-    embedded model, the architecture, or the user's class; ``weights`` the torchvision weights
+    ``source`` is the config key of its source (``"embedded"``, ``"torchvision"``, ``"file"``,
+    ``"timm"``, ``"huggingface"`` or ``"python"``; :data:`lrpcli.models.sources.SOURCES`); ``name``
+    the embedded model, the architecture (torchvision's or timm's), the transformers folder, or
+    the user's class; ``weights`` the torchvision weights
     enum member name (``None``: random initialisation); ``path`` the weights file of a ``file``
     or ``python`` model; ``classes`` the class names read from ``classes_file`` (``None``:
     ImageNet names or weights metadata, else ``class N``). Only for ``python``: ``code`` is the
