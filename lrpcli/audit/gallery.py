@@ -5,8 +5,12 @@ the run's own PNGs and the input images, linked by relative paths, so the page w
 ``file://`` without a server or a network and keeps working when the folders are moved together.
 For a run: thumbnails of image, heatmap and overlay with the predicted and explained class, the
 share of f(x) at the pixels, the ledger's closure and warnings; filter by class, status and name,
-sort by input order, pixel share, class or probability. For an audit: one section per class with
-its eigengap, its clusters (mean heatmap, size, where the relevance lies) and their prototypes.
+sort by input order, pixel share, class or probability; with ``--target topK`` one card per map,
+and a contrast named "A rather than B". For an audit: one section per class with its eigengap,
+its clusters (mean heatmap, size, where the relevance lies) and their prototypes.
+
+Long because the page's styles and script (about 230 lines, from :func:`_page` on) are one
+string here, beside the Python that builds the data they render (about 220 lines).
 """
 
 from __future__ import annotations
