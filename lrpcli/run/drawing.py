@@ -17,7 +17,7 @@ from lrpcli.io.canvas import View, draw, fit_image, grid
 from lrpcli.io.files import png_text, write_npy, write_png
 from lrpcli.io.preprocess import Preprocess, crop_box
 from lrpcli.io.render import RenderSettings, relevance_map
-from lrpcli.run.outputs import LAYER_KEY, OutputPaths
+from lrpcli.run.outputs import OutputPaths
 
 __all__ = ["MARK_KEY", "Comparison", "Written", "is_our_png", "make_view", "write_outputs"]
 
@@ -87,23 +87,17 @@ def write_outputs(
     write_png(paths.heatmap, drawn.heatmap, filter="none", text=_mark(source, "heatmap"))
     write_png(paths.overlay, drawn.overlay, text=_mark(source, "overlay"))
 
-    def rel(path: Path) -> str:
-        return path.relative_to(out_dir).as_posix()
-
-    outputs = {"heatmap": rel(paths.heatmap), "overlay": rel(paths.overlay)}
-    if comparisons and paths.compare is not None:
+    if paths.compare is not None:
         tiles = [(view.image, photo_title or Path(source).name)]
-        for c in comparisons:
+        for c in comparisons or []:
             share = f"\n{100 * c.pixel_share:.2g} % of f(x) reaches the pixels" if isinstance(c.pixel_share, float) else ""
             tiles.append((draw(relevance_map(c.relevance), view, settings, label=label).heatmap, c.name + share))
         write_png(paths.compare, grid(tiles), text=_mark(source, "compare"))
-        outputs["compare"] = rel(paths.compare)
     if paths.relevance is not None:
         write_npy(paths.relevance, np.ascontiguousarray(relevance, dtype=np.float32))
-        outputs["relevance"] = rel(paths.relevance)
     for name, path in paths.layers.items():
         write_npy(path, np.ascontiguousarray((layers or {})[name], dtype=np.float32))
-        outputs[f"{LAYER_KEY}{name}"] = rel(path)
+    outputs = {key: path.relative_to(out_dir).as_posix() for key, path in paths.named().items()}
     render: dict[str, Any] = {
         "cmap": settings.cmap,
         "vmax": drawn.scale.vmax,

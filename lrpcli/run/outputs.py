@@ -65,8 +65,11 @@ class OutputPaths:
         return own + list(self.layers.values()) + [p for m in self.more for p in m.all()]
 
     def named(self) -> dict[str, Path]:
-        """The first map's files by the report's ``outputs`` keys (not the comparison grid)."""
+        """This map's files by the report's ``outputs`` keys, in the report's order (the further
+        maps' files are in ``more``)."""
         names = {"heatmap": self.heatmap, "overlay": self.overlay}
+        if self.compare is not None:
+            names["compare"] = self.compare
         if self.relevance is not None:
             names["relevance"] = self.relevance
         names.update({f"{LAYER_KEY}{name}": path for name, path in self.layers.items()})

@@ -157,6 +157,25 @@ def test_resume_merges_and_redoes_what_is_missing(tmp_path: Path, tiny: tuple[Pa
             assert {k: v for k, v in entry.items() if k != "index"} == {k: v for k, v in old[Path(entry["input"]).name].items() if k != "index"}
 
 
+def test_resume_keeps_the_images_of_a_run_with_comparison_grids(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
+    """The grid is one of a finished image's outputs: --resume --composites reuses, not redoes."""
+    config, code = tiny
+    folder = tmp_path / "pics"
+    make_folder(folder, 3)
+    out = tmp_path / "out"
+    args = ["explain", folder, "-c", config, "--allow-python", code, "-o", out, "--composites", "config,epsilon_plus"]
+    assert lrp(*args).exit_code == 0
+    assert all("compare" in e["outputs"] for e in report(out)["images"])
+    before = mtimes(out)
+    (out / "pics" / "img001.compare.png").unlink()  # a grid lost since: that image is redone
+    assert lrp(*args, "--resume").exit_code == 0
+    summary = report(out)["summary"]
+    assert (summary["processed"], summary["reused"]) == (3, 2)
+    after = mtimes(out)
+    assert all(after[k] == before[k] for k in before if not k.startswith("pics/img001."))
+    assert "pics/img001.compare.png" in after
+
+
 def test_resume_refuses_another_config(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
     config, code = tiny
     make_folder(tmp_path / "pics", 2)
