@@ -62,6 +62,11 @@ def _fingerprint(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _rebased(outputs: dict[str, str], folder: str, out: str) -> dict[str, str]:
+    """``outputs`` (relative to the shard's ``folder``) relative to the merged report's ``out``."""
+    return {k: Path(os.path.relpath(os.path.join(folder, v), out)).as_posix() for k, v in outputs.items()}
+
+
 def _time(text: Any) -> float | None:
     try:
         return datetime.fromisoformat(str(text)).timestamp()
@@ -143,13 +148,9 @@ def merge_runs(folders: Sequence[Path], out: Path) -> Merged:
             entry = ImageEntry.from_dict(raw)
             folder_real = os.path.realpath(run.folder)
             if folder_real != out_real:  # outputs are named relative to the report's folder
-
-                def moved(outputs: dict[str, str]) -> dict[str, str]:
-                    return {k: Path(os.path.relpath(os.path.join(folder_real, v), out_real)).as_posix() for k, v in outputs.items()}
-
-                entry.outputs = moved(entry.outputs)
+                entry.outputs = _rebased(entry.outputs, folder_real, out_real)
                 for more in (entry.result.more or []) if entry.result is not None else []:  # --target topK
-                    more["outputs"] = moved(more.get("outputs") or {})
+                    more["outputs"] = _rebased(more.get("outputs") or {}, folder_real, out_real)
             rows.append((entry.index, entry.rel, entry))
     rows.sort(key=lambda row: (row[0], row[1]))
     entries = [entry for _, _, entry in rows]

@@ -177,8 +177,8 @@ class _MapStats:
     accounts: Accounts
     #: per image: how it was recomputed in float64 (Redo.to_dict()), or None; empty: no such information
     redone: list[dict[str, Any] | None] = field(default_factory=list)
-    #: per image: the --layer summaries (lrpcli.run.layers.layer_summary)
-    layers: list[list[dict[str, Any]]] = field(default_factory=list)
+    #: --layer: name → the relevance arriving there, float32 (N, ...) on the CPU
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,25 +206,22 @@ class _MapOut:
 
     @classmethod
     def of(cls, exp: Any) -> _MapOut:
-        contrasts = getattr(exp, "contrasts", None)
         return cls(
             relevance=exp.relevance.detach().to("cpu", torch.float32),
             targets=exp.targets.detach().cpu().tolist(),
-            contrasts=None if contrasts is None else contrasts.detach().cpu().tolist(),
+            contrasts=None if exp.contrasts is None else exp.contrasts.detach().cpu().tolist(),
             ledger=exp.ledger,
             redone=[None if r is None else r.to_dict() for r in getattr(exp, "redone", None) or []],
-            layers={k: v.detach().to("cpu", torch.float32) for k, v in (getattr(exp, "layers", None) or {}).items()},
+            layers={k: v.detach().to("cpu", torch.float32) for k, v in exp.layers.items()},
         )
 
     def layer_arrays(self, j: int) -> dict[str, Any]:
         return {name: rel[j].numpy() for name, rel in self.layers.items()}
 
-    def stats(self, probs: torch.Tensor, logits: torch.Tensor, top: int) -> _MapStats:
+    def stats(self, probs: torch.Tensor, logits: torch.Tensor) -> _MapStats:
         """The per-image numbers of this map's entries (whole-batch tensor work)."""
         t = torch.tensor(self.targets).view(-1, 1)
         c = None if self.contrasts is None else torch.tensor(self.contrasts).view(-1, 1)
-        accounts = self.ledger.accounts()
-        f_x = self.ledger.output.detach().cpu().tolist()
         flat = self.relevance.flatten(1)
         return _MapStats(
             targets=self.targets,
@@ -236,14 +233,9 @@ class _MapOut:
             positive=flat.clamp(min=0).sum(1, dtype=torch.float64).tolist(),
             negative=flat.clamp(max=0).sum(1, dtype=torch.float64).tolist(),
             conservation=self.ledger.conservation_error().detach().cpu().tolist(),
-            accounts=accounts,
+            accounts=self.ledger.accounts(),
             redone=self.redone,
-            layers=[
-                [layer_summary(name, rel[j].numpy(), f_x[j], top) for name, rel in self.layers.items()]
-                for j in range(len(self.targets))
-            ]
-            if self.layers
-            else [],
+            layers=self.layers,
         )
 
 
@@ -498,7 +490,7 @@ class Pipeline:
             top_p=top_p.tolist(),
             top_i=top_i.tolist(),
             top_logit=logits.gather(1, top_i).tolist(),
-            maps=[m.stats(probs, logits, s.top_k) for m in maps],
+            maps=[m.stats(probs, logits) for m in maps],
             explain_s=explain_s,
             compared=[(name, acc) for name, _, acc in compared],
         )
@@ -569,7 +561,8 @@ class Pipeline:
             if k == 0 and b.compared
             else None,
             precision=m.redone[j] if j < len(m.redone) else None,
-            layers=m.layers[j] if m.layers else None,
+            layers=[layer_summary(name, rel[j].numpy(), led["f_x"], s.top_k) for name, rel in m.layers.items()]
+            or None,
         )
 
     def _map_label(self, m: _MapOut, j: int) -> str:

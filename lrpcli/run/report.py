@@ -208,11 +208,11 @@ class ReportWriter:
             self.from_file_predicted += int(predicted is not None and predicted.index == target.index)
         name = entry.input
         ledgers = [entry.result.ledger] + [m.get("ledger") or {} for m in entry.result.more or []]
-        for ledger in ledgers:  # every map's accounts must close (--target topK has several)
-            rel = _finite(ledger.get("relative_closure_error"))
+        rels = [_finite(ledger.get("relative_closure_error")) for ledger in ledgers]
+        if any(rel is None or rel > self.tolerance for rel in rels):  # every map's accounts must close
+            self.over_tolerance.append(name)
+        for ledger, rel in zip(ledgers, rels):  # --target topK: several maps
             absolute = _finite(ledger.get("closure_error"))
-            if (rel is None or rel > self.tolerance) and name not in self.over_tolerance[-1:]:
-                self.over_tolerance.append(name)
             if rel is not None and (self.max_rel_closure is None or rel > self.max_rel_closure):
                 self.max_rel_closure = rel
                 self.worst_closure_input = name

@@ -41,6 +41,10 @@ class Pick:
             return "predicted" if self.value == 1 else f"rank {self.value}"
         return "requested" if self.kind == "class" else "targets file"
 
+    def describe(self) -> str:
+        """The pick in ``run.targets``: its source, a fixed class by its index."""
+        return f"class {self.value}" if self.kind == "class" else self.source()
+
 
 @dataclass(frozen=True)
 class TargetPlan:
@@ -78,14 +82,12 @@ class TargetPlan:
     def to_dict(self) -> dict[str, Any]:
         """``run.targets`` in the report."""
         return {
-            "maps": [p.source() if p.kind != "class" else f"class {p.value}" for p in self.picks],
-            "contrast": None if self.contrast is None else (
-                self.contrast.source() if self.contrast.kind != "class" else f"class {self.contrast.value}"
-            ),
+            "maps": [p.describe() for p in self.picks],
+            "contrast": None if self.contrast is None else self.contrast.describe(),
             "definition": None if self.contrast is None else "f_target - f_contrast (plain logit difference)",
             "file": self.file,
             "from_file": len(self.by_input) if self.file else None,
-        }  # fmt: skip
+        }
 
 
 def class_index(value: str, categories: Sequence[str], what: str) -> int:
@@ -196,6 +198,7 @@ def match_targets(rows: Sequence[tuple[str, int, int]], file: Path, inputs: Sequ
             by_real.setdefault(os.path.realpath(base / image), index)
         by_text.setdefault(Path(image).as_posix(), index)
         by_name.setdefault(Path(image).name, []).append(index)
+    unique_names = {name: hits[0] for name, hits in by_name.items() if len(hits) == 1}
     found: dict[str, int] = {}
     missing: list[Any] = []
     for item in inputs:
@@ -204,7 +207,7 @@ def match_targets(rows: Sequence[tuple[str, int, int]], file: Path, inputs: Sequ
             by_real.get(os.path.realpath(item.path)),
             by_text.get(item.rel.as_posix()),
             by_text.get(key),
-            (lambda named: named[0] if named and len(named) == 1 else None)(by_name.get(item.path.name)),
+            unique_names.get(item.path.name),
         ):
             if hit is not None:
                 found[key] = hit
